@@ -1,0 +1,13 @@
+"""contdepth: continuous-depth networks. A network is a vector field dpsi/dt = F(psi, theta(t), t);
+ResNets, RK4 nets and adaptive dopri5 nets are discretisations of the same field."""
+from . import fields
+from .block import ODEBlock
+from .errors import SolverError
+from .fields.base import smoothness
+from .grid import ControlGrid
+from .solution import Solution, SolverStats, StepCounts
+from .solve import odesolve, solve
+
+__version__ = "0.1.0"
+__all__ = ["ControlGrid", "fields", "odesolve", "solve", "ODEBlock", "Solution", "SolverStats", "StepCounts",
+           "SolverError", "smoothness"]

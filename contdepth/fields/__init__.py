@@ -1,0 +1,8 @@
+"""Vector fields dpsi/dt = F(psi, theta(t)): the model. Each is an ``nn.Module`` with ``forward(t, psi)``."""
+from .base import ControlledField, smoothness
+from .conv import ConvCubicFriction, ConvResidual
+from .dense import CubicFriction, DenseResidual
+from .pde import PDEStencil
+
+__all__ = ["ControlledField", "CubicFriction", "DenseResidual", "ConvResidual", "ConvCubicFriction",
+           "PDEStencil", "smoothness"]

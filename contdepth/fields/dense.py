@@ -1,0 +1,73 @@
+"""Dense fields on states of shape (B, dim)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import check_positive_int
+from ..grid import ControlGrid
+from .base import ControlledField, activation_fn, check_dims
+
+
+def friction(psi: torch.Tensor, gamma: torch.Tensor, mu: float) -> torch.Tensor:
+    """The friction term gamma * sign(psi) |psi|^mu of seed 002 eq. 57 (gamma psi^3 for mu = 3, eq. 56)."""
+    if mu == 3.0:
+        return gamma * psi.pow(3)
+    return gamma * psi.sign() * psi.abs().pow(mu)
+
+
+class CubicFrictionMixin:
+    """The shared gamma parameter of the friction fields (seed 002 eq. 71: gamma may be learned)."""
+
+    def _init_gamma(self, gamma: float, mu: float, learn_gamma: bool) -> None:
+        if not isinstance(mu, (int, float)) or mu <= 0:
+            raise ValueError(f"mu must be a positive number, got {mu!r}")
+        self.mu = float(mu)
+        value = torch.tensor(float(gamma))
+        if learn_gamma:
+            self.gamma = torch.nn.Parameter(value)
+        else:
+            self.register_buffer("gamma", value)
+
+
+class CubicFriction(CubicFrictionMixin, ControlledField):
+    """Seed 002 eq. 56/57: F(x) = W(t) x + b(t) - gamma sign(x) |x|^mu.
+
+    ``weight`` (n, dim, dim) and ``bias`` (n, dim) start at zero (seed 002 sec. 4.4).
+    """
+
+    def __init__(self, dim: int, grid: ControlGrid, *, gamma: float = 1.0, mu: float = 3.0,
+                 learn_gamma: bool = True) -> None:
+        super().__init__(grid)
+        self.dim = check_positive_int("dim", dim)
+        self.add_control("weight", torch.zeros(grid.n, dim, dim))
+        self.add_control("bias", torch.zeros(grid.n, dim))
+        self._init_gamma(gamma, mu, learn_gamma)
+
+    def vector_field(self, psi, theta):
+        return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.gamma, self.mu)
+
+    def check_state(self, psi):
+        check_dims("CubicFriction", psi, 2, 1, self.dim, "(B, dim)")
+
+
+class DenseResidual(ControlledField):
+    """Seed 004 eq. 2.11: F(x) = act(K(t) x + b(t)), ``weight`` (n, dim, dim), ``bias`` (n, dim).
+
+    Each knot is initialised like ``torch.nn.Linear(dim, dim)``.
+    """
+
+    def __init__(self, dim: int, grid: ControlGrid, *, activation: str = "tanh") -> None:
+        super().__init__(grid)
+        self.dim = check_positive_int("dim", dim)
+        self.activation = activation
+        self._act = activation_fn(activation)
+        bound = dim ** -0.5
+        self.add_control("weight", torch.empty(grid.n, dim, dim).uniform_(-bound, bound))
+        self.add_control("bias", torch.empty(grid.n, dim).uniform_(-bound, bound))
+
+    def vector_field(self, psi, theta):
+        return self._act(F.linear(psi, theta["weight"], theta["bias"]))
+
+    def check_state(self, psi):
+        check_dims("DenseResidual", psi, 2, 1, self.dim, "(B, dim)")

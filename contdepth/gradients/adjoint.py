@@ -1,0 +1,69 @@
+"""The continuous adjoint method (seed 002 eq. 10-15): memory independent of the number of steps.
+
+Backward in time from t1 to t0, with a(t1) = dL/dy(t1), solve (eq. 11-12)
+
+    dy/dt = F(y, theta),   da/dt = -a^T dF/dy,   dL/dtheta = int a^T dF/dtheta dt,
+
+with the same method and state grid as the forward solve; states returned at intermediate times
+add their gradients to a on the way. Fixed-step methods use this hand-written backward solve
+(same exact knot selection as the forward pass, mirrored); dopri5 uses torchdiffeq's
+``odeint_adjoint`` (see :mod:`contdepth.solvers.dopri5`). The gradient is that of the continuous
+problem, so it differs from backprop by the discretisation error.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..solvers.fixed import rk_step
+from ..solvers.run import FixedRun
+from .leaves import KnotLeaves, trainable
+
+
+class _FixedAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, run: FixedRun, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out, _ = run.integrate(y0, run.field.knot_thetas())
+        ctx.run = run
+        ctx.save_for_backward(out[-1])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        run: FixedRun = ctx.run
+        (y,) = ctx.saved_tensors
+        position = {s: i for i, s in enumerate(run.out_steps)}
+        leaves = KnotLeaves(run.field)
+        with torch.enable_grad():
+            thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
+        stage_grads: list = []
+
+        def augmented(state, theta):
+            y, a = state
+            with torch.enable_grad():
+                y = y.detach().requires_grad_()
+                f = run.field.vector_field(y, theta)
+                grads = torch.autograd.grad(f, [y] + leaves.inputs, a, allow_unused=True, retain_graph=True)
+            stage_grads.append(grads[1:])
+            return f.detach(), -grads[0]
+
+        a = torch.zeros_like(y)
+        h = run.grid.h
+        for j in reversed(range(run.grid.steps)):
+            if j + 1 in position:
+                a = a + grad_out[position[j + 1]]
+            stage_grads.clear()
+            y, a = rk_step(augmented, run.tableau, (y, a), -h, thetas[j])
+            for b, grads in zip(run.tableau.b, stage_grads):
+                if b:
+                    leaves.accumulate(grads, h * b)
+        if 0 in position:
+            a = a + grad_out[position[0]]
+        run.stats.backward.nfe += run.grid.steps * run.tableau.stages
+        run.stats.backward.accepted_steps += run.grid.steps
+        return (None, a, *leaves.grads())
+
+
+def solve_adjoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:
+    """States at ``run.out_steps``; gradients by the continuous adjoint, storing only y(t1)."""
+    return _FixedAdjoint.apply(run, y0, *trainable(run.field))

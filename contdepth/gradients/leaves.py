@@ -1,0 +1,41 @@
+"""Parameter bookkeeping shared by the hand-written backward passes (checkpoint and adjoint)."""
+from __future__ import annotations
+
+import torch
+
+from ..fields.base import ControlledField
+
+
+class KnotLeaves:
+    """Detached, grad-requiring copies of every knot of a field's trainable parameters.
+
+    ``knots`` has the layout of ``field.knot_thetas()``; :meth:`accumulate` adds the gradients of
+    a step and :meth:`grads` returns them in the order of :func:`trainable`.
+    """
+
+    def __init__(self, field: ControlledField) -> None:
+        self.names = [n for n in field.control_names if getattr(field, n).requires_grad]
+        self.knots = [{name: getattr(field, name)[l].detach().requires_grad_(name in self.names)
+                       for name in field.control_names} for l in range(field.grid.n)]
+        self.others = [p for p in trainable(field)[len(self.names):]]
+        self.inputs = [k[name] for k in self.knots for name in self.names] + self.others
+        self.sums: list[torch.Tensor | None] = [None] * len(self.inputs)
+
+    def accumulate(self, grads, scale: float = 1.0) -> None:
+        for i, g in enumerate(grads):
+            if g is not None:
+                g = g if scale == 1.0 else scale * g
+                self.sums[i] = g if self.sums[i] is None else self.sums[i] + g
+
+    def grads(self) -> list[torch.Tensor]:
+        sums = [torch.zeros_like(x) if s is None else s for x, s in zip(self.inputs, self.sums)]
+        per_name = len(self.names)
+        control = [torch.stack(sums[i:len(self.knots) * per_name:per_name]) for i in range(per_name)]
+        return control + sums[len(self.knots) * per_name:]
+
+
+def trainable(field: ControlledField) -> list[torch.Tensor]:
+    """Trainable parameters: control parameters (in ``control_names`` order), then the others."""
+    control = [getattr(field, n) for n in field.control_names if getattr(field, n).requires_grad]
+    ids = {id(p) for p in control}
+    return control + [p for p in field.parameters() if p.requires_grad and id(p) not in ids]

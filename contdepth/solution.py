@@ -1,0 +1,43 @@
+"""What a solve returns: the states at the requested times and solver statistics."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class StepCounts:
+    """Work done in one direction of a solve."""
+
+    nfe: int = 0
+    accepted_steps: int = 0
+    rejected_steps: int = 0
+
+
+@dataclass
+class SolverStats:
+    """Function evaluations and steps of the forward solve and (once it has run) the backward pass.
+
+    ``backward`` counts the evaluations a gradient method adds: the recomputation of
+    ``"checkpoint"`` and the backward solve of ``"adjoint"``; ``"backprop"`` adds none.
+    """
+
+    method: str
+    gradient: str
+    forward: StepCounts = field(default_factory=StepCounts)
+    backward: StepCounts = field(default_factory=StepCounts)
+
+
+@dataclass
+class Solution:
+    """``ys[i]`` is the state at ``ts[i]``; ``stats`` fills its backward counts after ``backward()``."""
+
+    ts: torch.Tensor
+    ys: torch.Tensor
+    stats: SolverStats
+
+    @property
+    def y1(self) -> torch.Tensor:
+        """The state at the last requested time."""
+        return self.ys[-1]

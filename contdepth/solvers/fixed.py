@@ -1,0 +1,93 @@
+"""The fixed-step engine: one explicit RK step, and the exact choice of control knot per stage."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Union
+
+import torch
+
+from ..fields.base import ControlledField
+from .tableau import ButcherTableau
+
+State = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+Theta = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StateGrid:
+    """``steps`` equal steps over [t0, t1]: the solver's grid, independent of the control grid."""
+
+    t0: float
+    t1: float
+    steps: int
+
+    @property
+    def h(self) -> float:
+        return (self.t1 - self.t0) / self.steps
+
+    def time(self, j: int | Fraction) -> float:
+        """t0 + j h, rounded once from the exact rational value."""
+        return float(self._exact(j))
+
+    def _exact(self, j: int | Fraction) -> Fraction:
+        return Fraction(self.t0) + (Fraction(self.t1) - Fraction(self.t0)) * Fraction(j) / self.steps
+
+    def stage_cell(self, field: ControlledField, j: int, c: Fraction, *, reverse: bool) -> int:
+        """Control cell of the stage at fraction ``c`` of step ``j`` (exact rational arithmetic).
+
+        The step runs from t_j to t_{j+1} (``reverse``: from t_{j+1} to t_j). A stage with c < 1
+        uses the cell just ahead of it in the direction of travel; the stage at the step's end
+        (c = 1) uses the cell the step ends in, reached from behind. So a step inside one cell sees
+        only that cell's theta.
+        """
+        start, end = (j + 1, j) if reverse else (j, j + 1)
+        p = field.grid.position(self._exact(start + c * (end - start)))
+        ahead_is_right = (c < 1) != reverse
+        cell = math.floor(p) if ahead_is_right else math.ceil(p) - 1
+        return min(max(cell, 0), field.grid.intervals - 1)
+
+    def stage_thetas(self, field: ControlledField, tableau: ButcherTableau, knots: list[Theta], *,
+                     reverse: bool = False) -> list[list[Theta]]:
+        """theta for every stage of every step, ``[step][stage]``, built from ``knots``."""
+        def theta(j: int, c: Fraction) -> Theta:
+            if field.grid.interp == "constant":
+                return knots[self.stage_cell(field, j, c, reverse=reverse)]
+            return field.theta_at(self.time(j + 1 - c if reverse else j + c), knots=knots)
+        return [[theta(j, c) for c in tableau.c] for j in range(self.steps)]
+
+
+def _axpy(y: State, s: float, k: State) -> State:
+    """y + s k for a tensor or a tuple of tensors."""
+    if isinstance(y, torch.Tensor):
+        return y + s * k
+    return tuple(yi + s * ki for yi, ki in zip(y, k))
+
+
+def _scale(s: float, k: State) -> State:
+    return s * k if isinstance(k, torch.Tensor) else tuple(s * ki for ki in k)
+
+
+def _add(y: State, dy: State) -> State:
+    return y + dy if isinstance(y, torch.Tensor) else tuple(yi + di for yi, di in zip(y, dy))
+
+
+def rk_step(fn: Callable[[State, Theta], State], tableau: ButcherTableau, y: State, h: float,
+            thetas: list[Theta]) -> State:
+    """One explicit RK step y + h sum_i b_i k_i, k_i = fn(y + h sum_j a_ij k_j, theta_i).
+
+    ``y`` is a tensor or a tuple of tensors. For Euler this is exactly ``y + h * fn(y, theta)``.
+    """
+    ks: list[State] = []
+    for a_row, theta in zip(tableau.a, thetas):
+        yi = y
+        for a, k in zip(a_row, ks):
+            if a:
+                yi = _axpy(yi, h * a, k)
+        ks.append(fn(yi, theta))
+    dy = None
+    for b, k in zip(tableau.b, ks):
+        if b:
+            dy = _scale(h * b, k) if dy is None else _axpy(dy, h * b, k)
+    return _add(y, dy)
