@@ -1,0 +1,4 @@
+"""Analysis tools: per-layer stability spectra, loss landscapes, trajectories through depth."""
+from .landscape import Landscape, filter_normalize, loss_landscape, random_direction
+from .stability import Spectrum, field_jacobian, in_stability_region, layer_spectra, stability_function
+from .trajectory import state_times, trajectory

@@ -1,0 +1,2 @@
+"""Datasets used by the examples."""
+from .planar import circles, peaks, peaks_function, peaks_grid
