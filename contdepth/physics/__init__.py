@@ -1,0 +1,54 @@
+"""Physics views of continuous-depth networks, as numerical checks on a user's own model.
+
+* adjoint as momentum (seed 002 eq. 10-11, 19-25): :func:`adjoint_trajectory`,
+  :func:`hamiltonian`, :func:`hamiltonian_along`, :func:`hamiltonian_jump`, :func:`hamiltonian_rate`;
+* divergence, log-density and entropy (seed 002 eq. 28, 32): :func:`divergence_exact`,
+  :func:`divergence_hutchinson`, :func:`log_density_trajectory`, :func:`entropy_rate`;
+* path integral of the 1-D stencil block (seed 000 eq. 21-25, 33-38): :mod:`.path_integral`.
+"""
+
+from .adjoint import AdjointTrajectory, adjoint_trajectory
+from .divergence import (
+    DensityTrajectory,
+    divergence_exact,
+    divergence_hutchinson,
+    entropy_rate,
+    log_density_trajectory,
+)
+from .hamiltonian import hamiltonian, hamiltonian_along, hamiltonian_jump, hamiltonian_rate
+from .path_integral import (
+    ContinuumError,
+    continuum_errors,
+    gaussian_kernel,
+    lattice_kernel,
+    path_sum,
+    propagator,
+    residual_propagate,
+    stencil_kernel,
+    step_weights,
+    transfer_matrix,
+)
+
+__all__ = [
+    "AdjointTrajectory",
+    "adjoint_trajectory",
+    "hamiltonian",
+    "hamiltonian_along",
+    "hamiltonian_jump",
+    "hamiltonian_rate",
+    "DensityTrajectory",
+    "divergence_exact",
+    "divergence_hutchinson",
+    "entropy_rate",
+    "log_density_trajectory",
+    "ContinuumError",
+    "continuum_errors",
+    "gaussian_kernel",
+    "lattice_kernel",
+    "path_sum",
+    "propagator",
+    "residual_propagate",
+    "stencil_kernel",
+    "step_weights",
+    "transfer_matrix",
+]
