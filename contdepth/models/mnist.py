@@ -1,0 +1,140 @@
+"""MNIST classifiers built from contdepth fields: image -> stem -> ODE block -> head.
+
+* ``pde1`` / ``pde2``: seed 000 ch. 4. The 1x28x28 image evolves under the PDE-stencil field
+  (eq. 39 / eq. 40) with ReLU, ``depth`` control knots on [0, depth], forward Euler with h = 1
+  (one step per knot = one residual layer); then a 3-layer linear head (784-128-64-10, ReLU
+  between the layers) and softmax (in the cross-entropy loss).
+* ``resnet``: seed 000 control "c_ResNet": the same with the 3x3 ConvResidual field
+  relu(K(t) * psi + b(t)); Euler with h = 1 is exactly x + relu(K x + b) per layer. The
+  ``Conv2d``-style initial K, b are divided by ``depth`` (at depth 50 the unscaled
+  initial network amplifies its input ~10^3-fold).
+* ``cubic``: seed 002 sec. 5.2: input zero-augmented to 10 channels, ConvCubicFriction (eq. 75)
+  with 20 knots on [0, 20], 20 Euler steps (h = 1, so eq. 110's scaled parameters are the
+  parameters), global max pool -> 10 logits; all parameters (gamma too) start at zero.
+  (3*3*10*10 + 10) * 20 + 1 = 18,201 parameters.
+* ``odenet``: in the style of Chen et al. 2018: a downsampling stem (3x3 conv, two 4x4
+  stride-2 convs, GroupNorm, ReLU) to ``width`` x 7 x 7, a ConvResidual field with tanh on
+  [0, 1] (``depth`` knots, 1 = autonomous) solved by dopri5 with the adjoint, then GroupNorm,
+  ReLU, global average pool, linear.
+
+Every model is a :class:`ODEClassifier`; :meth:`ODEClassifier.set_solver` re-evaluates the same
+trained field with another integrator or number of steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..block import ODEBlock
+from ..errors import check_choice, check_positive_int
+from ..fields import ConvCubicFriction, ConvResidual, PDEStencil
+from ..grid import ControlGrid
+from ..solvers import METHODS
+
+__all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH"]
+
+MNIST_MODELS = ("pde1", "pde2", "resnet", "cubic", "odenet")
+DEFAULT_DEPTH = {"pde1": 15, "pde2": 15, "resnet": 15, "cubic": 20, "odenet": 1}
+
+
+class ZeroAugment(nn.Module):
+    """Append zero channels so a (B, c, H, W) input becomes (B, channels, H, W) (seed 002 sec. 5.2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x, (0, 0, 0, 0, 0, self.channels - x.shape[1]))
+
+
+class GlobalMaxPool(nn.Module):
+    """(B, C, H, W) -> (B, C): the maximum over each channel map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amax(dim=(-2, -1))
+
+
+class ODEClassifier(nn.Module):
+    """``head(block(stem(x)))`` with a continuous-depth :class:`~contdepth.ODEBlock` in the middle.
+
+    The block counts function evaluations: ``nfe_totals()`` returns the forward and backward
+    evaluations summed over every training call (``forward`` in training mode) so far.
+    """
+
+    def __init__(self, stem: nn.Module, block: ODEBlock, head: nn.Module, *, name: str) -> None:
+        super().__init__()
+        self.stem, self.block, self.head, self.name = stem, block, head, name
+        self._stats: list = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.block(self.stem(x))
+        if self.training and torch.is_grad_enabled():
+            self._stats.append(self.block.stats)
+        return self.head(z)
+
+    def set_solver(self, method: str, steps: int | None = None) -> None:
+        """Evaluate the same field with ``method`` and ``steps`` (None: adaptive, or one per knot)."""
+        check_choice("method", method, METHODS)
+        if method == "dopri5" and steps is not None:
+            raise ValueError(f"steps must be None for method='dopri5', got {steps}")
+        if steps is not None:
+            check_positive_int("steps", steps)
+        self.block.method, self.block.steps = method, steps
+
+    def nfe_totals(self) -> dict[str, int]:
+        """Function evaluations summed over the recorded training calls (forward and backward)."""
+        return {
+            "calls": len(self._stats),
+            "nfe_forward": sum(s.forward.nfe for s in self._stats),
+            "nfe_backward": sum(s.backward.nfe for s in self._stats),
+        }
+
+
+def _mlp_head(features: int) -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Linear(features, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
+
+
+def build_mnist_model(name: str, depth: int | None = None, *, width: int = 64, rtol: float = 1e-3,
+                      atol: float = 1e-3) -> ODEClassifier:
+    """The MNIST model ``name`` (one of ``MNIST_MODELS``) with ``depth`` control knots.
+
+    ``depth`` defaults to ``DEFAULT_DEPTH[name]``; ``cubic`` requires 20 (its 18,201 parameters
+    assume it). ``width``, ``rtol`` and ``atol`` apply to ``odenet`` only.
+    """
+    check_choice("model", name, MNIST_MODELS)
+    depth = DEFAULT_DEPTH[name] if depth is None else check_positive_int("depth", depth)
+    if name in ("pde1", "pde2", "resnet"):
+        grid = ControlGrid(0.0, float(depth), n=depth)
+        if name == "resnet":
+            field = ConvResidual(1, grid, activation="relu")
+            with torch.no_grad():  # relu(K x + b) / depth: the flow's total growth stays O(1) at any depth
+                field.weight.div_(depth)
+                field.bias.div_(depth)
+        else:
+            field = PDEStencil(1, grid, variant=name, activation="relu")
+        block = ODEBlock(field, method="euler", steps=depth, gradient="backprop")
+        return ODEClassifier(nn.Identity(), block, _mlp_head(28 * 28), name=name)
+    if name == "cubic":
+        if depth != 20:
+            raise ValueError(f"depth for model 'cubic' is fixed at 20 by seed 002 sec. 5.2, got {depth}")
+        field = ConvCubicFriction(10, ControlGrid(0.0, 20.0, n=20), gamma=0.0, learn_gamma=True)
+        block = ODEBlock(field, method="euler", steps=20, gradient="backprop")
+        return ODEClassifier(ZeroAugment(10), block, GlobalMaxPool(), name=name)
+    check_positive_int("width", width)
+    groups = min(32, width)
+    if width % groups:
+        raise ValueError(f"width must be <= 32 or a multiple of 32 (GroupNorm groups), got {width}")
+    stem = nn.Sequential(
+        nn.Conv2d(1, width, 3, 1), nn.GroupNorm(groups, width), nn.ReLU(),
+        nn.Conv2d(width, width, 4, 2, 1), nn.GroupNorm(groups, width), nn.ReLU(),
+        nn.Conv2d(width, width, 4, 2, 1),
+    )
+    field = ConvResidual(width, ControlGrid(0.0, 1.0, n=depth), activation="tanh")
+    block = ODEBlock(field, method="dopri5", gradient="adjoint", rtol=rtol, atol=atol)
+    head = nn.Sequential(nn.GroupNorm(groups, width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, 10))
+    return ODEClassifier(stem, block, head, name=name)
