@@ -1,0 +1,243 @@
+"""MNIST: data loading and its errors, the five models, and the runner end to end (no network)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root
+from contdepth.models import build_mnist_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CONTDEPTH_DATA") or REPO.parent / "shared" / "data" / "mnist")
+pytestmark = pytest.mark.skipif(not all((DATA / f"{n}.gz").is_file() or (DATA / "MNIST" / "raw" / n).is_file()
+                                        for n in MNIST_FILES),
+                                reason=f"MNIST IDX files not found in {DATA} (set CONTDEPTH_DATA)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    old = os.environ.get("CONTDEPTH_CACHE")
+    os.environ["CONTDEPTH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("CONTDEPTH_CACHE")
+    else:
+        os.environ["CONTDEPTH_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_mnist(DATA, limit=256, seed=1)
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("mnist_example", REPO / "examples" / "mnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def test_load_mnist_matches_the_published_content():
+    X, y = load_mnist(DATA, normalize=False)
+    assert X.shape == (60000, 1, 28, 28) and X.dtype == torch.float32 and y.dtype == torch.int64
+    assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert torch.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert int((X * 255).round().sum(dtype=torch.float64)) == 1567298545  # SOURCE.md pixel sum
+    Xt, yt = load_mnist(DATA, train=False)
+    assert Xt.shape == (10000, 1, 28, 28) and yt[:5].tolist() == [7, 2, 1, 0, 4]
+    assert abs(float(X.mean()) - 0.1307) < 1e-3  # the normalisation constants are this set's
+    sub, sub_y = load_mnist(DATA, train=False, limit=100, seed=3)
+    assert sub.shape == (100, 1, 28, 28)
+    assert torch.equal(sub_y, load_mnist(DATA, train=False, limit=100, seed=3)[1])
+
+
+def test_torchvision_raw_layout_is_used_directly():
+    root = mnist_root(DATA)  # the cache: <root>/MNIST/raw/ with the uncompressed files
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir() if "." not in p.name) == sorted(MNIST_FILES)
+    assert mnist_root(root) == root
+    assert torch.equal(load_mnist(root, train=False, limit=50)[1], load_mnist(DATA, train=False, limit=50)[1])
+
+
+def _copy_good(dst: Path) -> None:
+    dst.mkdir()
+    for name in MNIST_FILES:
+        os.symlink(DATA / f"{name}.gz", dst / f"{name}.gz")
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad"
+    _copy_good(bad)
+    victim = bad / "t10k-labels-idx1-ubyte.gz"
+    victim.unlink()
+    victim.write_bytes((DATA / victim.name).read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz.*truncated"):
+        load_mnist(bad, train=False)
+
+
+def test_wrong_file_names_the_file(tmp_path):
+    bad = tmp_path / "wrong"
+    _copy_good(bad)
+    victim = bad / "train-labels-idx1-ubyte.gz"
+    victim.unlink()
+    shutil.copy(DATA / "t10k-labels-idx1-ubyte.gz", victim)  # a valid IDX file, but the wrong one
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte"):
+        load_mnist(bad)
+    # an uncompressed file in MNIST/raw is checked too
+    raw = tmp_path / "rawlayout" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        with gzip.open(DATA / f"{name}.gz") as src:
+            data = src.read()
+        (raw / name).write_bytes(data[:-8] if name == "t10k-images-idx3-ubyte" else data)
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte"):
+        load_mnist(tmp_path / "rawlayout")
+
+
+def test_missing_files_and_bad_arguments(tmp_path):
+    (tmp_path / "part").mkdir()
+    os.symlink(DATA / "train-images-idx3-ubyte.gz", tmp_path / "part" / "train-images-idx3-ubyte.gz")
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.gz"):
+        load_mnist(tmp_path / "part")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="limit"):
+        load_mnist(DATA, limit=0)
+
+
+# ---- models -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,depth", [("pde1", 5), ("pde2", 5), ("resnet", 5), ("cubic", 20), ("odenet", 1)])
+def test_models_shapes_and_gradients(name, depth, small):
+    X, y = small
+    model = build_mnist_model(name, depth, width=8)
+    out = model(X[:16])
+    assert out.shape == (16, 10) and torch.isfinite(out).all()
+    F.cross_entropy(out, y[:16]).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.block.field.parameters())
+
+
+def test_cubic_net_is_the_seed_002_network():
+    model = build_mnist_model("cubic")
+    assert sum(p.numel() for p in model.parameters()) == 18201  # (3*3*10*10 + 10) * 20 + 1
+    assert all(torch.count_nonzero(p) == 0 for p in model.parameters())  # zero init, gamma included
+    assert model.block.method == "euler" and model.block.steps == 20
+    with pytest.raises(ValueError, match="depth"):
+        build_mnist_model("cubic", 10)
+
+
+def test_resnet_model_is_exactly_a_resnet(small):
+    """Euler with h = 1 on the ConvResidual field == the discrete ResNet x <- x + relu(K_l x + b_l)."""
+    X, _ = small
+    model = build_mnist_model("resnet", 4)
+    f = model.block.field
+    x = X[:8]
+    for l in range(4):
+        x = x + F.relu(F.conv2d(x, f.weight[l], f.bias[l], padding=1))
+    torch.testing.assert_close(model.block(X[:8]), x, rtol=0, atol=0)
+    assert model.block.field.grid.t1 == 4.0
+
+
+def test_pde_model_uses_the_seed_000_stencil(small):
+    X, _ = small
+    model = build_mnist_model("pde2", 3)
+    f = model.block.field
+    with torch.no_grad():
+        for name in ("alpha", "beta", "sigma", "rho", "gamma"):
+            getattr(f, name).uniform_(-1, 1)
+    x = X[:4]
+    for l in range(3):
+        a, b, s, r, g = (getattr(f, n)[l].view(-1, 1, 1) for n in ("alpha", "beta", "sigma", "rho", "gamma"))
+        p = F.pad(x, (1, 1, 1, 1))
+        c, right, left, down, up = p[..., 1:-1, 1:-1], p[..., 1:-1, 2:], p[..., 1:-1, :-2], p[..., 2:, 1:-1], p[..., :-2, 1:-1]
+        pde = (a**2 / 2 * (right - 2 * c + left) - b / 8 * (right - left) / 2
+               + s**2 / 2 * (down - 2 * c + up) - r / 8 * (down - up) / 2 + g * c)  # eq. 40
+        x = x + F.relu(pde)
+    torch.testing.assert_close(model.block(X[:4]), x)
+
+
+def test_reevaluation_at_other_depths_and_methods(small):
+    X, _ = small
+    model = build_mnist_model("resnet", 5).eval()
+    with torch.no_grad():
+        base = model(X[:8])
+        model.set_solver("euler", 5)
+        assert torch.equal(model(X[:8]), base)
+        model.set_solver("rk4", 20)
+        fine = model(X[:8])
+        model.set_solver("rk4", 40)
+        finer = model(X[:8])
+    assert not torch.equal(fine, base)
+    assert (finer - fine).abs().max() < (fine - base).abs().max()  # converging in the step count
+    with pytest.raises(ValueError, match="method"):
+        model.set_solver("heun")
+    with pytest.raises(ValueError, match="steps"):
+        model.set_solver("dopri5", 10)
+
+
+def test_odenet_counts_function_evaluations(small):
+    X, y = small
+    model = build_mnist_model("odenet", width=8)
+    assert model.block.method == "dopri5" and model.block.gradient == "adjoint"
+    for _ in range(2):
+        F.cross_entropy(model(X[:8]), y[:8]).backward()
+    with torch.no_grad():
+        model(X[:8])  # not a training call: not counted
+    nfe = model.nfe_totals()
+    assert nfe["calls"] == 2 and nfe["nfe_forward"] >= 2 * 6 and nfe["nfe_backward"] >= 2 * 6
+
+
+# ---- runner -------------------------------------------------------------------------------
+
+
+REQUIRED = {"model", "depth", "params", "epochs", "train_images", "test_acc", "wall_s"}
+
+
+def test_quick_run_end_to_end(tmp_path):
+    runner = _load_runner()
+    out = tmp_path / "quick"
+    m = runner.main(["--model", "resnet", "--depth", "5", "--quick", "--no-progress", "--data", str(DATA),
+                     "--out", str(out), "--eval-method", "euler", "rk4", "--eval-steps", "10"])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert REQUIRED <= set(saved) and saved["status"] == "done"
+    assert saved["train_images"] == 3000 and saved["test_images"] == 1000 and saved["epochs"] == 1
+    assert saved["params"] == sum(p.numel() for p in build_mnist_model("resnet", 5).parameters())
+    assert saved["test_acc"] > 0.6  # one epoch on 3000 images: far above chance (0.1)
+    assert len(saved["history"]["eval_acc"]) == 1 and saved["wall_s"] > 0
+    assert {(e["method"], e["steps"]) for e in saved["eval"]} == {("euler", 10), ("rk4", 10)}
+    assert m["test_acc"] == saved["test_acc"]
+
+
+def test_runner_resume_equals_uninterrupted(tmp_path):
+    runner = _load_runner()
+    common = ["--model", "pde1", "--depth", "3", "--train-images", "600", "--test-images", "200",
+              "--batch-size", "100", "--no-progress", "--data", str(DATA)]
+    runner.main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")])
+    runner.main([*common, "--epochs", "1", "--out", str(tmp_path / "resumed")])
+    m = runner.main([*common, "--epochs", "2", "--out", str(tmp_path / "resumed")])
+    assert m["resumed_from_epoch"] == 1
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_runner_rejects_bad_arguments(capsys):
+    runner = _load_runner()
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--model", "vgg"])
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--model", "resnet", "--batch-size", "0"])
+    assert "--batch-size" in capsys.readouterr().err
