@@ -75,6 +75,22 @@ class Landscape:
     betas: torch.Tensor
     loss: torch.Tensor
 
+    def nonconvex_fraction(self) -> float:
+        """Fraction of interior grid points where the finite-difference 2x2 Hessian of the loss has a negative eigenvalue.
+
+        A summary of how non-convex the landscape looks (0 for a convex bowl, 1 for a saddle);
+        needs at least 3 points along each axis and equally spaced alphas and betas.
+        """
+        if len(self.alphas) < 3 or len(self.betas) < 3:
+            raise ValueError("nonconvex_fraction needs at least 3 alphas and 3 betas")
+        da, db = float(self.alphas[1] - self.alphas[0]), float(self.betas[1] - self.betas[0])
+        L = self.loss
+        haa = (L[2:, 1:-1] - 2 * L[1:-1, 1:-1] + L[:-2, 1:-1]) / da ** 2
+        hbb = (L[1:-1, 2:] - 2 * L[1:-1, 1:-1] + L[1:-1, :-2]) / db ** 2
+        hab = (L[2:, 2:] - L[2:, :-2] - L[:-2, 2:] + L[:-2, :-2]) / (4 * da * db)
+        smallest = (haa + hbb) / 2 - torch.sqrt(((haa - hbb) / 2) ** 2 + hab ** 2)
+        return float((smallest < 0).double().mean())
+
 
 def loss_landscape(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], *,
                    alphas: Sequence[float] | torch.Tensor, betas: Sequence[float] | torch.Tensor,

@@ -1,0 +1,143 @@
+"""Concentric circles with the cubic-friction ODE (seed 002 sec. 5.1, figs. 2-5).
+
+Model 1: R^2, forward Euler with 100 steps of h = 1 (so theta are the seed's scaled parameters,
+eq. 109-110), learnable gamma, softmax on the final 2-D state: 100 * (4 + 2) + 1 = 601 parameters.
+Model 2: R^3 with x3(0) = 0, 20 Euler steps, gamma = 0.1 fixed, P(class 1) = sigmoid(x3):
+20 * (9 + 3) = 240 parameters. Both: loss eq. 113 = cross entropy + lambda * smoothness
+(contdepth.smoothness is eq. 113's penalty when the knot spacing is 1), lambda = 1.0, all
+parameters initialised to zero, full-batch SGD (momentum 0.9, cosine-annealed learning rate).
+
+    python examples/circles.py [--quick] [--out DIR]
+
+writes DIR/metrics.json (atomically) and DIR/*.png.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import contdepth as cd
+import contdepth.plot as cplot
+from contdepth.analysis import trajectory
+from contdepth.data import circles
+from contdepth.io import write_json_atomic
+from contdepth.train import count_correct, evaluate, fit
+
+TRAIN_SEED, TEST_SEED = 0, 1
+LAMBDA = 1.0
+FULL = {"model1": {"epochs": 3000, "lr": 1e-4}, "model2": {"epochs": 3000, "lr": 5e-3}}
+QUICK = {"model1": {"epochs": 300, "lr": 1e-4}, "model2": {"epochs": 1500, "lr": 5e-3}}
+
+
+class Model1(nn.Module):
+    """Seed 002 model 1: the final 2-D state of the Euler-discretised eq. 56 is the logit vector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.field = cd.fields.CubicFriction(2, cd.ControlGrid(0.0, 100.0, n=100), gamma=0.0, learn_gamma=True)
+        self.block = cd.ODEBlock(self.field, method="euler", steps=100)
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+    def prob_class2(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).softmax(dim=1)[:, 1]
+
+
+class Model2(nn.Module):
+    """Seed 002 model 2: input augmented to R^3 with x3(0) = 0; the logit of the first class is x3(T)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.field = cd.fields.CubicFriction(3, cd.ControlGrid(0.0, 20.0, n=20), gamma=0.1, learn_gamma=False)
+        self.block = cd.ODEBlock(self.field, method="euler", steps=20)
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.new_zeros(len(x), 1)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.initial_state(x))[:, 2]
+
+    def prob_class2(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(-self(x))
+
+
+def model2_loss(logit_class1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Binary cross entropy of P(first class = inner circle, y = 0) = sigmoid(x3)."""
+    return F.binary_cross_entropy_with_logits(logit_class1, (y == 0).to(logit_class1.dtype))
+
+
+def model2_correct(logit_class1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((logit_class1 <= 0).long() == y).sum()
+
+
+def train(model: nn.Module, loss_fn, correct_fn, data, test, *, epochs: int, lr: float, progress: bool) -> dict:
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    t = time.perf_counter()
+    hist = fit(model, loss_fn, data, optimizer=opt, epochs=epochs, regularizer=lambda: LAMBDA * cd.smoothness(model.field),
+               scheduler=sched, correct_fn=correct_fn, seed=0, progress=progress)
+    wall = time.perf_counter() - t
+    return {
+        "train_acc": evaluate(model, data, correct_fn=correct_fn),
+        "test_acc": evaluate(model, test, correct_fn=correct_fn),
+        "gamma": float(model.field.gamma.detach()),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "final_train_loss": hist["train_loss"][-1],
+        "final_smoothness_penalty": hist["train_reg"][-1],
+        "epochs": epochs, "lr": lr, "optimizer": "SGD(momentum=0.9), cosine-annealed lr, full batch",
+        "lambda": LAMBDA, "wall_s": wall,
+    }
+
+
+def figures(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, out: Path) -> None:
+    with torch.no_grad():
+        p2 = model.prob_class2(X)
+        ts, ys = trajectory(model.field, model.initial_state(X), method="euler", steps=model.block.steps)
+    cplot.save(cplot.transformed_points(ys[-1], p2, title=f"{name}: final states"), out / f"{name}_output.png")
+    pick = torch.tensor([int(torch.nonzero(y == 0)[0]), int(torch.nonzero(y == 1)[0])])
+    cplot.save(cplot.trajectories(ys[:, pick], color=y[pick].float(), annotate_every=max(1, model.block.steps // 10),
+                                  title=f"{name}: sample trajectories"), out / f"{name}_trajectory.png")
+    cplot.save(cplot.params_vs_layer(model.field, names=("bias", "weight"), title=f"{name}: parameters vs layer"),
+               out / f"{name}_params.png")
+    cplot.save(cplot.decision_boundary(lambda pts: (model.prob_class2(pts) > 0.5).long(), X, y,
+                                       title=f"{name}: decision regions"), out / f"{name}_boundary.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short training (CI, < 2 min)")
+    parser.add_argument("--out", default="out/circles", help="output folder for metrics.json and figures")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = QUICK if args.quick else FULL
+
+    data, test = circles(400, seed=TRAIN_SEED), circles(400, seed=TEST_SEED)
+    cplot.save(cplot.scatter_classes(*data, title="circles: training data"), out / "data.png")
+    metrics = {"quick": args.quick, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED, "n_train": 400, "n_test": 400}
+    t0 = time.perf_counter()
+    for name, model, loss_fn, correct_fn in (
+            ("model1", Model1(), F.cross_entropy, count_correct),
+            ("model2", Model2(), model2_loss, model2_correct)):
+        m = train(model, loss_fn, correct_fn, data, test, progress=not args.quick, **config[name])
+        metrics[name] = m
+        figures(name, model, *data, out)
+        print(f"{name}: train {m['train_acc']:.4f} test {m['test_acc']:.4f} gamma {m['gamma']:.4f} "
+              f"params {m['params']} ({m['wall_s']:.1f} s)")
+    metrics["wall_s"] = time.perf_counter() - t0
+    write_json_atomic(out / "metrics.json", metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Peaks classification with control layers vs state layers (seed 004 ch. 3).
+
+Network: the 2 input features duplicated 4x (width 8), the dense field F = tanh(K(t) x + b(t))
+(seed 004 eq. 2.13) with piecewise-constant theta on a control grid, forward Euler over a state
+grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (mini-batches).
+
+(a) sec. 3.1 / fig. 3.3: T = 20, 16 control layers; train at each state-layer count and
+    evaluate every trained field at every count (accuracy matrix + 6x6 decision-boundary panels);
+    each Euler-trained net is also evaluated with RK4 (same steps) and adaptive dopri5.
+(b) sec. 3.2 / figs. 3.4-3.6: T = 10, standard ResNets (steps = control layers = 8, 16, 32);
+    eigenvalues of h J per layer against the Euler disc |1 + z| <= 1 (eq. 3.1) and RK4's region.
+(c) sec. 3.3 / figs. 3.7-3.8: T = 5, 8- and 20-layer ResNets; loss along two filter-normalised
+    random directions (eq. 3.2-3.3).
+(d) sec. 3.4 / fig. 3.9: T = 10, 8 control layers; Euler with 32 steps vs RK4 with 8 steps (4x the
+    step): both trained from the same initialisation, and the Euler-trained field's landscape
+    evaluated with either method.
+
+    python examples/peaks.py [--quick] [--out DIR]
+
+writes DIR/metrics.json (atomically) and DIR/*.png.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import contdepth as cd
+import contdepth.plot as cplot
+from contdepth.analysis import layer_spectra, loss_landscape, random_direction
+from contdepth.data import peaks
+from contdepth.io import write_json_atomic
+from contdepth.train import evaluate, fit
+
+WIDTH, N_CLASSES = 8, 5
+FULL = {
+    "per_class": 1000, "epochs": 60, "batch_size": 250, "lr": 1e-2,
+    "state_layers": [8, 16, 32, 64, 128, 256], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
+    "landscape_points": 41, "landscape_range": 1.0, "dopri5": True,
+}
+QUICK = {
+    "per_class": 200, "epochs": 25, "batch_size": 250, "lr": 1e-2,
+    "state_layers": [8, 32, 128], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
+    "landscape_points": 11, "landscape_range": 1.0, "dopri5": True,
+}
+DOPRI5_TOL = {"rtol": 1e-4, "atol": 1e-6}
+
+
+class PeaksNet(nn.Module):
+    """Duplicate (x1, x2) to width 8, flow with tanh(K(t) x + b(t)) over [0, T], classify linearly."""
+
+    def __init__(self, *, T: float, control: int, steps: int, method: str = "euler") -> None:
+        super().__init__()
+        self.field = cd.fields.DenseResidual(WIDTH, cd.ControlGrid(0.0, T, n=control), activation="tanh")
+        self.block = cd.ODEBlock(self.field, method=method, steps=steps)
+        self.head = nn.Linear(WIDTH, N_CLASSES)
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(1, WIDTH // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.lift(x)))
+
+
+def make_net(seed: int, **kwargs) -> PeaksNet:
+    """A freshly initialised net; the same ``seed`` gives the same initial weights (seed 004 sec. 3.1)."""
+    torch.manual_seed(seed)
+    return PeaksNet(**kwargs)
+
+
+def train(net: PeaksNet, data, cfg: dict, *, progress: bool, log=None) -> dict:
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    t = time.perf_counter()
+    hist = fit(net, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+               seed=0, progress=progress, log=log)
+    return {"wall_s": time.perf_counter() - t, "final_train_loss": hist["train_loss"][-1]}
+
+
+def accuracy_with(net: PeaksNet, data, *, method: str, steps: int | None, **tol) -> float:
+    """Accuracy of ``net`` with its field solved by ``method``/``steps`` (restores the block's settings)."""
+    saved = (net.block.method, net.block.steps, net.block.rtol, net.block.atol)
+    net.block.method, net.block.steps = method, steps
+    net.block.rtol, net.block.atol = tol.get("rtol", net.block.rtol), tol.get("atol", net.block.atol)
+    try:
+        return evaluate(net, data)
+    finally:
+        net.block.method, net.block.steps, net.block.rtol, net.block.atol = saved
+
+
+def predict_with(net: PeaksNet, steps: int):
+    def predict(points: torch.Tensor) -> torch.Tensor:
+        saved = net.block.steps
+        net.block.steps = steps
+        try:
+            return net(points).argmax(dim=1)
+        finally:
+            net.block.steps = saved
+    return predict
+
+
+def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
+    counts = cfg["state_layers"]
+    nets, walls = {}, {}
+    for n in counts:
+        net = make_net(0, T=20.0, control=16, steps=n)
+        walls[n] = train(net, train_data, cfg, progress=progress)["wall_s"]
+        nets[n] = net
+        print(f"(a) trained at {n} state layers: test {evaluate(net, test_data):.3f} ({walls[n]:.1f} s)")
+    test_acc = [[accuracy_with(nets[i], test_data, method="euler", steps=j) for j in counts] for i in counts]
+    train_acc = [[accuracy_with(nets[i], train_data, method="euler", steps=j) for j in counts] for i in counts]
+    other = {}
+    for n in counts:
+        other[str(n)] = {"euler": test_acc[counts.index(n)][counts.index(n)],
+                         "rk4_same_steps": accuracy_with(nets[n], test_data, method="rk4", steps=n)}
+        if cfg["dopri5"]:
+            other[str(n)]["dopri5"] = accuracy_with(nets[n], test_data, method="dopri5", steps=None, **DOPRI5_TOL)
+
+    def draw(ax, i, j):
+        cplot.decision_boundary(predict_with(nets[counts[i]], counts[j]), *test_data, ax=ax,
+                                extent=(-3, 3, -3, 3), resolution=80, s=3,
+                                title=f"trained {counts[i]}, eval {counts[j]}: {test_acc[i][j]:.2f}")
+    cplot.save(cplot.panel_grid(len(counts), len(counts), draw, title="rows: trained at; columns: evaluated at "
+                                "(state layers, T = 20, 16 control layers)"), out / "peaks_cross_eval.png")
+    return {"state_layers": counts, "test_acc": test_acc, "train_acc": train_acc, "train_wall_s": [walls[n] for n in counts],
+            "T": 20.0, "control_layers": 16, "other_solvers_test_acc": other,
+            "dopri5_tolerances": DOPRI5_TOL}
+
+
+def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
+    result = {"T": 10.0, "layers": cfg["eig_layers"], "nets": {}}
+    probe = train_data[0][:20]
+    for n in cfg["eig_layers"]:
+        net = make_net(0, T=10.0, control=n, steps=n)
+        wall = train(net, train_data, cfg, progress=progress)["wall_s"]
+        spec = layer_spectra(net.field, net.lift(probe), steps=n)
+        shown = list(range(n)) if n <= 16 else list(range(0, n, n // 16))
+        side = 4 if len(shown) <= 16 else 6
+        rows = (len(shown) + side - 1) // side
+
+        def draw(ax, i, j, spec=spec, shown=shown, side=side):
+            k = i * side + j
+            if k >= len(shown):
+                ax.axis("off")
+                return
+            cplot.eigenvalues(spec.eigenvalues[shown[k]], ax=ax, methods=("euler", "rk4"), s=3,
+                              title=f"layer {shown[k]}")
+        cplot.save(cplot.panel_grid(rows, side, draw, ticks=True, title=f"h*eig(J), {n} layers, T = 10 "
+                                    "(red: Euler |1+z|=1, green: RK4)"), out / f"peaks_eigenvalues_{n}.png")
+        inside_euler = spec.inside_fraction("euler")
+        result["nets"][str(n)] = {
+            "h": spec.h, "test_acc": evaluate(net, test_data), "train_wall_s": wall,
+            "fraction_inside_euler": float(inside_euler.mean()),
+            "layers_all_inside_euler": int((inside_euler == 1).sum()),
+            "fraction_inside_rk4": float(spec.inside_fraction("rk4").mean()),
+            "max_real_lambda": float(spec.max_real().max()),
+            "max_abs_hlambda": float(spec.eigenvalues.abs().max()),
+        }
+        print(f"(b) {n} layers: inside Euler disc {float(inside_euler.mean()):.3f}, "
+              f"max Re lambda {result['nets'][str(n)]['max_real_lambda']:.3f}")
+    result["probe_points"] = len(probe)
+    return result
+
+
+def landscapes(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
+    k = cfg["landscape_points"]
+    grid = torch.linspace(-cfg["landscape_range"], cfg["landscape_range"], k)
+    result = {"T": 5.0, "points": k, "range": cfg["landscape_range"], "nets": {}}
+    for n in cfg["landscape_layers"]:
+        net = make_net(0, T=5.0, control=n, steps=n)
+        wall = train(net, train_data, cfg, progress=progress)["wall_s"]
+        t = time.perf_counter()
+        land = loss_landscape(net, lambda m: F.cross_entropy(m(train_data[0]), train_data[1]),
+                              alphas=grid, betas=grid, seed=1)
+        cplot.save(cplot.landscape_contour(land, log=True, title=f"{n}-layer ResNet, T = 5 (train loss)"),
+                   out / f"peaks_landscape_{n}.png")
+        result["nets"][str(n)] = {"test_acc": evaluate(net, test_data), "train_wall_s": wall,
+                                  "landscape_wall_s": time.perf_counter() - t,
+                                  "loss_center": float(land.loss[k // 2, k // 2]),
+                                  "loss_max": float(land.loss.max()),
+                                  "nonconvex_fraction": land.nonconvex_fraction()}
+        print(f"(c) {n} layers: non-convex fraction {land.nonconvex_fraction():.3f}")
+    return result
+
+
+def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
+    n_euler, n_rk4 = 32, 8
+    result = {"T": 10.0, "control_layers": 8, "euler_steps": n_euler, "rk4_steps": n_rk4}
+    for method, steps in (("euler", n_euler), ("rk4", n_rk4)):
+        net = make_net(0, T=10.0, control=8, steps=steps, method=method)
+        test_loss = []
+
+        def log(record, net=net):
+            with torch.no_grad():
+                test_loss.append(float(F.cross_entropy(net(test_data[0]), test_data[1])))
+        info = train(net, train_data, cfg, progress=progress, log=log)
+        result[f"trained_{method}"] = {"test_acc": evaluate(net, test_data), "train_acc": evaluate(net, train_data),
+                                       "final_train_loss": info["final_train_loss"], "test_loss": test_loss,
+                                       "train_wall_s": info["wall_s"]}
+        if method == "euler":
+            euler_net = net
+    grid = torch.linspace(-cfg["landscape_range"], cfg["landscape_range"], cfg["landscape_points"])
+    gen = torch.Generator().manual_seed(2)
+    dirs = (random_direction(euler_net, generator=gen), random_direction(euler_net, generator=gen))
+    lands = {}
+    for method, steps in (("rk4", n_rk4), ("euler", n_euler)):
+        euler_net.block.method, euler_net.block.steps = method, steps
+        for split, (X, y) in (("train", train_data), ("test", test_data)):
+            lands[method, split] = loss_landscape(euler_net, lambda m, X=X, y=y: F.cross_entropy(m(X), y),
+                                                  alphas=grid, betas=grid, directions=dirs)
+    euler_net.block.method, euler_net.block.steps = "euler", n_euler
+    order = [("rk4", "train"), ("rk4", "test"), ("euler", "train"), ("euler", "test")]
+
+    def draw(ax, i, j):
+        method, split = order[2 * i + j]
+        cplot.landscape_contour(lands[method, split], ax=ax, log=True,
+                                title=f"{method} ({n_rk4 if method == 'rk4' else n_euler} steps), {split}")
+    cplot.save(cplot.panel_grid(2, 2, draw, size=4.0, ticks=True,
+                                title="Euler-trained field: RK4 with 4x the step vs Euler"), out / "peaks_rk4_vs_euler.png")
+    result["landscape_max_abs_diff"] = {split: float((lands["rk4", split].loss - lands["euler", split].loss).abs().max())
+                                        for split in ("train", "test")}
+    result["landscape_max_rel_diff"] = {
+        split: float(((lands["rk4", split].loss - lands["euler", split].loss).abs() / lands["euler", split].loss).max())
+        for split in ("train", "test")}
+    print(f"(d) Euler {n_euler} vs RK4 {n_rk4}: max rel. landscape difference {result['landscape_max_rel_diff']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data, fewer epochs and depths (CI, < 2 min)")
+    parser.add_argument("--out", default="out/peaks", help="output folder for metrics.json and figures")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = QUICK if args.quick else FULL
+    train_data, test_data = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
+    cplot.save(cplot.scatter_classes(*train_data, s=3, title="peaks: training data"), out / "peaks_data.png")
+    progress = not args.quick
+    t0 = time.perf_counter()
+    metrics = {"quick": args.quick, "config": cfg, "n_train": len(train_data[1]), "n_test": len(test_data[1])}
+    metrics["cross_eval"] = cross_evaluation(cfg, train_data, test_data, out, progress)
+    metrics["stability"] = stability(cfg, train_data, test_data, out, progress)
+    metrics["landscape"] = landscapes(cfg, train_data, test_data, out, progress)
+    metrics["euler_vs_rk4"] = euler_vs_rk4(cfg, train_data, test_data, out, progress)
+    metrics["wall_s"] = time.perf_counter() - t0
+    write_json_atomic(out / "metrics.json", metrics)
+    print(f"done in {metrics['wall_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
