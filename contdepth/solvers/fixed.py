@@ -1,6 +1,7 @@
 """The fixed-step engine: one explicit RK step, and the exact choice of control knot per stage."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -9,6 +10,7 @@ from typing import Callable, Union
 import torch
 
 from ..fields.base import ControlledField
+from ..grid import ControlGrid
 from .tableau import ButcherTableau
 
 State = Union[torch.Tensor, tuple[torch.Tensor, ...]]
@@ -42,20 +44,40 @@ class StateGrid:
         (c = 1) uses the cell the step ends in, reached from behind. So a step inside one cell sees
         only that cell's theta.
         """
+        return self._cell(field.grid, j, c, reverse)
+
+    def _cell(self, control: ControlGrid, j: int, c: Fraction, reverse: bool) -> int:
         start, end = (j + 1, j) if reverse else (j, j + 1)
-        p = field.grid.position(self._exact(start + c * (end - start)))
+        p = control.position(self._exact(start + c * (end - start)))
         ahead_is_right = (c < 1) != reverse
         cell = math.floor(p) if ahead_is_right else math.ceil(p) - 1
-        return min(max(cell, 0), field.grid.intervals - 1)
+        return min(max(cell, 0), control.intervals - 1)
 
     def stage_thetas(self, field: ControlledField, tableau: ButcherTableau, knots: list[Theta], *,
                      reverse: bool = False) -> list[list[Theta]]:
-        """theta for every stage of every step, ``[step][stage]``, built from ``knots``."""
-        def theta(j: int, c: Fraction) -> Theta:
-            if field.grid.interp == "constant":
-                return knots[self.stage_cell(field, j, c, reverse=reverse)]
-            return field.theta_at(self.time(j + 1 - c if reverse else j + c), knots=knots)
-        return [[theta(j, c) for c in tableau.c] for j in range(self.steps)]
+        """theta for every stage of every step, ``[step][stage]``, built from ``knots``.
+
+        The exact rational knot choice depends only on the two grids and the tableau, so it is
+        computed once per configuration (:func:`_stage_cells`, cached) rather than per solve.
+        """
+        if field.grid.interp == "constant":
+            cells = _stage_cells(self, field.grid, tableau.c, reverse)
+            return [[knots[cell] for cell in row] for row in cells]
+        times = _stage_times(self, tableau.c, reverse)
+        return [[field.theta_at(t, knots=knots) for t in row] for row in times]
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_cells(grid: StateGrid, control: ControlGrid, cs: tuple[Fraction, ...],
+                 reverse: bool) -> tuple[tuple[int, ...], ...]:
+    """``grid.stage_cell`` for every stage of every step (piecewise-constant theta)."""
+    return tuple(tuple(grid._cell(control, j, c, reverse) for c in cs) for j in range(grid.steps))
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_times(grid: StateGrid, cs: tuple[Fraction, ...], reverse: bool) -> tuple[tuple[float, ...], ...]:
+    """The time of every stage of every step, each rounded once from its exact value."""
+    return tuple(tuple(grid.time(j + 1 - c if reverse else j + c) for c in cs) for j in range(grid.steps))
 
 
 def _axpy(y: State, s: float, k: State) -> State:
