@@ -31,7 +31,7 @@ from contdepth.train import count_correct, evaluate, fit
 TRAIN_SEED, TEST_SEED = 0, 1
 LAMBDA = 1.0
 FULL = {"model1": {"epochs": 3000, "lr": 1e-4}, "model2": {"epochs": 3000, "lr": 5e-3}}
-QUICK = {"model1": {"epochs": 300, "lr": 1e-4}, "model2": {"epochs": 1500, "lr": 5e-3}}
+QUICK = {"model1": {"epochs": 200, "lr": 1e-4}, "model2": {"epochs": 1500, "lr": 5e-3}}
 
 
 class Model1(nn.Module):

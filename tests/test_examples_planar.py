@@ -1,0 +1,62 @@
+"""End-to-end: the quick planar examples write a valid metrics.json and non-empty PNG figures."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_example(name: str, out: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), "--quick", "--out", str(out)],
+                   check=True, env=env, cwd=out, timeout=600, capture_output=True)
+    assert not list(out.glob(".*tmp")), "temporary files left behind"
+    return json.loads((out / "metrics.json").read_text())
+
+
+def check_pngs(out: Path, names: list[str]) -> None:
+    for name in names:
+        data = (out / name).read_bytes()
+        assert len(data) > 1000 and data.startswith(PNG_MAGIC), name
+
+
+def is_accuracy(x) -> bool:
+    return isinstance(x, float) and 0.0 <= x <= 1.0
+
+
+def test_circles_quick(tmp_path):
+    m = run_example("circles", tmp_path)
+    assert m["quick"] is True
+    for key, params in (("model1", 601), ("model2", 240)):
+        r = m[key]
+        assert {"train_acc", "test_acc", "gamma", "params"} <= set(r)
+        assert r["params"] == params and is_accuracy(r["train_acc"]) and is_accuracy(r["test_acc"])
+    assert m["model2"]["gamma"] == pytest.approx(0.1)
+    # the augmented model learns the circles even in the quick run
+    assert m["model2"]["test_acc"] > 0.9
+    check_pngs(tmp_path, ["data.png"] + [f"model{i}_{f}.png" for i in (1, 2)
+                                         for f in ("output", "trajectory", "params", "boundary")])
+
+
+def test_peaks_quick(tmp_path):
+    m = run_example("peaks", tmp_path)
+    cross = m["cross_eval"]
+    n = len(cross["state_layers"])
+    assert n >= 2 and len(cross["test_acc"]) == n and all(len(row) == n for row in cross["test_acc"])
+    assert all(is_accuracy(a) for row in cross["test_acc"] for a in row)
+    # each net evaluated at its own training depth beats chance (0.2) clearly
+    assert all(cross["test_acc"][i][i] > 0.4 for i in range(n))
+    for k in cross["state_layers"]:
+        assert set(cross["other_solvers_test_acc"][str(k)]) == {"euler", "rk4_same_steps", "dopri5"}
+    for k in m["stability"]["layers"]:
+        s = m["stability"]["nets"][str(k)]
+        assert 0.0 <= s["fraction_inside_euler"] <= 1.0 and s["h"] == pytest.approx(10.0 / k)
+    assert set(m["landscape"]["nets"]) == {"8", "20"}
+    check_pngs(tmp_path, ["peaks_data.png", "peaks_cross_eval.png", "peaks_landscape_8.png", "peaks_landscape_20.png",
+                          "peaks_rk4_vs_euler.png"] + [f"peaks_eigenvalues_{k}.png" for k in m["stability"]["layers"]])
