@@ -9,6 +9,7 @@ import torch
 import contdepth as cd
 from contdepth.physics import (
     adjoint_trajectory,
+    autograd_adjoints,
     hamiltonian,
     hamiltonian_along,
     hamiltonian_jump,
@@ -60,22 +61,6 @@ def test_closed_form_eq85_87_89_90_diagonal_w():
         torch.testing.assert_close(a, a_exact, rtol=0, atol=1e-8)  # measured 1.4e-9
 
 
-def _autograd_adjoints(field, x0, loss_fn, ts, fine: int) -> torch.Tensor:
-    """dL/dx(t_k) by autograd through RK4 solves with ``fine`` steps per coarse interval, chained."""
-    leaves, outs, x = [], [], x0
-    for k in range(len(ts) - 1):
-        leaves.append(x.detach().requires_grad_())
-        x = cd.odesolve(field, leaves[-1], method="rk4", steps=fine, t0=ts[k].item(), t1=ts[k + 1].item())
-        outs.append(x)
-    leaves.append(x.detach().requires_grad_())
-    (grad,) = torch.autograd.grad(loss_fn(leaves[-1]), leaves[-1])
-    grads = [grad]
-    for k in reversed(range(len(ts) - 1)):
-        (grad,) = torch.autograd.grad(outs[k], leaves[k], grad)
-        grads.append(grad)
-    return torch.stack(grads[::-1])
-
-
 def test_adjoint_matches_autograd_through_fine_solve():
     """a(t_k) = dL/dx(t_k) (eq. 11) against autograd through a 16x finer RK4 solve; 4th order."""
     field = _random_field(4, seed=2)
@@ -88,13 +73,23 @@ def test_adjoint_matches_autograd_through_fine_solve():
     errors = []
     for steps in (32, 64):
         traj = adjoint_trajectory(field, x0, loss_fn, steps=steps)
-        autograd = _autograd_adjoints(field, x0, loss_fn, traj.ts, fine=16)
+        autograd = autograd_adjoints(field, x0, loss_fn, steps=steps, refine=16)
         assert autograd.abs().max() > 0.5
         errors.append((traj.adjoints - autograd).abs().max().item())
         # the forward states are the core solver's states, bit for bit
         assert torch.equal(cd.odesolve(field, x0, method="rk4", steps=steps, t_eval=traj.ts), traj.xs)
     assert errors[1] < 1e-6  # measured 1.3e-7
     assert errors[0] / errors[1] > 10  # RK4: 16x per halving
+
+
+def test_autograd_adjoints_is_backprop_through_the_core_solver():
+    field = _random_field(4, seed=7)
+    x0 = _x0().requires_grad_()
+    reference = autograd_adjoints(field, x0, lambda x: x.pow(3).sum(), steps=4, refine=8)
+    cd.odesolve(field, x0, method="rk4", steps=32).pow(3).sum().backward()
+    torch.testing.assert_close(reference[0], x0.grad, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(reference[-1], 3 * cd.odesolve(field, x0, method="rk4", steps=32).detach() ** 2,
+                               rtol=1e-13, atol=1e-13)
 
 
 def test_adjoint_at_t0_matches_core_adjoint_gradient():

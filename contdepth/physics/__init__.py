@@ -1,13 +1,14 @@
 """Physics views of continuous-depth networks, as numerical checks on a user's own model.
 
-* adjoint as momentum (seed 002 eq. 10-11, 19-25): :func:`adjoint_trajectory`,
+* adjoint as momentum (seed 002 eq. 10-11, 19-25): :func:`adjoint_trajectory` (checked by
+  :func:`autograd_adjoints`),
   :func:`hamiltonian`, :func:`hamiltonian_along`, :func:`hamiltonian_jump`, :func:`hamiltonian_rate`;
 * divergence, log-density and entropy (seed 002 eq. 28, 32): :func:`divergence_exact`,
   :func:`divergence_hutchinson`, :func:`log_density_trajectory`, :func:`entropy_rate`;
 * path integral of the 1-D stencil block (seed 000 eq. 21-25, 33-38): :mod:`.path_integral`.
 """
 
-from .adjoint import AdjointTrajectory, adjoint_trajectory
+from .adjoint import AdjointTrajectory, adjoint_trajectory, autograd_adjoints
 from .divergence import (
     DensityTrajectory,
     divergence_exact,
@@ -32,6 +33,7 @@ from .path_integral import (
 __all__ = [
     "AdjointTrajectory",
     "adjoint_trajectory",
+    "autograd_adjoints",
     "hamiltonian",
     "hamiltonian_along",
     "hamiltonian_jump",
