@@ -241,3 +241,20 @@ def test_runner_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         runner.parse_args(["--model", "resnet", "--batch-size", "0"])
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_sweep_writes_table_and_plot(tmp_path):
+    spec = importlib.util.spec_from_file_location("mnist_sweep", REPO / "examples" / "mnist_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    out = tmp_path / "sweep"
+    summary = sweep.main(["--models", "pde1", "--depths", "5", "--train-images", "300", "--test-images", "100",
+                          "--data", str(DATA), "--out", str(out)])
+    assert set(summary) == {"pde1-d5"} and summary["pde1-d5"]["train_images"] == 300
+    md = (out / "table.md").read_text()
+    # our number beside seed 000's pde1 at depth 5
+    assert f"| 5 | {100 * summary['pde1-d5']['test_acc']:.2f} | 97.4 |" in md
+    assert (out / "accuracy_vs_depth.png").stat().st_size > 1000
+    assert json.loads((out / "sweep.json").read_text()) == summary
+    table_only = sweep.main(["--models", "pde1", "pde2", "--depths", "5", "--table-only", "--out", str(out)])
+    assert set(table_only) == {"pde1-d5"} and "not run" in (out / "table.md").read_text()
