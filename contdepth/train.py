@@ -165,6 +165,7 @@ def fit(
     correct_fn: Callable[[Tensor, Tensor], Tensor] = count_correct,
     eval_batch_size: int = 1000,
     shuffle: bool = True,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``epochs`` epochs minimising ``loss_fn(model(x), y) + regularizer()``.
 
@@ -173,7 +174,8 @@ def fit(
     rewritten atomically after every epoch, so an interrupted run, resumed, ends with weights
     bit-identical to an uninterrupted run with the same ``seed``.  A fresh run seeds torch,
     numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch.
-    ``log`` receives each epoch's record.  Returns the history: per-epoch ``train_loss``
+    ``log`` receives each epoch's record.  ``clip_grad_norm`` rescales the gradient to at most
+    that global 2-norm before each step.  Returns the history: per-epoch ``train_loss``
     (mean data loss, without the regulariser), ``train_reg``, ``train_acc``, ``eval_acc``
     (if ``eval_data``), ``epoch_wall_s``, plus ``wall_s`` (sum over all epochs, including
     those before a resume), ``epochs_run_now``, ``resumed_from_epoch``, ``steps``,
@@ -189,6 +191,8 @@ def fit(
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None (full batch), got {batch_size!r}")
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
     if regularizer is not None and not callable(regularizer):
         raise TypeError("regularizer must be callable() -> scalar tensor or None")
     n = _check_data(train_data, "train_data")
@@ -248,6 +252,8 @@ def fit(
             if not torch.isfinite(total):
                 raise FloatingPointError(f"non-finite loss {total.item()} at epoch {epoch + 1}, step {steps + 1}")
             total.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(raw.parameters(), clip_grad_norm)
             optimizer.step()
             steps += 1
             k = float(yb.shape[0])

@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="default per model")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD only")
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over the epochs")
+    p.add_argument("--clip", type=float, default=None,
+                   help="clip the gradient's global norm (default 1.0 for cubic, whose explicit Euler steps "
+                        "diverge once gamma*h*x^2 > 2; none otherwise)")
     p.add_argument("--smooth", type=float, default=None,
                    help="lambda of the smoothness regulariser (seed 002 eq. 82); default 0.1 for cubic, else 0")
     p.add_argument("--width", type=int, default=64, help="odenet channels")
@@ -72,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.optimizer = args.optimizer or opt
     args.lr = args.lr if args.lr is not None else lr
     args.batch_size = bs if args.batch_size is None else args.batch_size
+    args.clip = args.clip if args.clip is not None else (1.0 if args.model == "cubic" else None)
     args.smooth = args.smooth if args.smooth is not None else (0.1 if args.model == "cubic" else 0.0)
     for name in ("epochs", "batch_size", "threads", "width"):
         if getattr(args, name) < (0 if name == "epochs" else 1):
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_images": len(train[1]), "test_images": len(test[1]), "batch_size": args.batch_size,
         "world_size": world, "optimizer": args.optimizer, "lr": args.lr, "cosine": args.cosine,
         "momentum": args.momentum if args.optimizer == "sgd" else None, "smooth_lambda": args.smooth,
+        "clip_grad_norm": args.clip,
         "seed": args.seed, "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "train_method": model.block.method, "train_steps": model.block.steps, "gradient": model.block.gradient,
@@ -125,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     res = fit(model, F.cross_entropy, train, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
               regularizer=regularizer, checkpoint=args.out / "checkpoint.pt", seed=args.seed,
-              progress=not args.no_progress, eval_data=test, log=log, scheduler=sched)
+              progress=not args.no_progress, eval_data=test, log=log, scheduler=sched,
+              clip_grad_norm=args.clip)
     nfe = model.nfe_totals()
 
     test_acc = evaluate(model, test)

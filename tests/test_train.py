@@ -157,3 +157,16 @@ def test_write_json_atomic(tmp_path):
         write_json_atomic(p, {"a": object()})
     assert json.loads(p.read_text()) == {"a": 1, "b": [0.5]}  # failed writes leave the old file
     assert [q.name for q in p.parent.iterdir()] == ["metrics.json"]  # and no temp files
+
+
+def test_clip_grad_norm_bounds_each_sgd_step():
+    X, y = _data()
+    m = nn.Linear(4, 2)
+    before = torch.cat([p.detach().flatten() for p in m.parameters()])
+    fit(m, nn.functional.cross_entropy, (X, y), optimizer=torch.optim.SGD(m.parameters(), lr=1.0), epochs=1,
+        progress=False, clip_grad_norm=1e-3)
+    after = torch.cat([p.detach().flatten() for p in m.parameters()])
+    assert 0 < float((after - before).norm()) <= 1e-3 * (1 + 1e-5)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        fit(m, nn.functional.cross_entropy, (X, y), optimizer=torch.optim.SGD(m.parameters(), lr=1.0), epochs=1,
+            clip_grad_norm=0)
