@@ -220,12 +220,17 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
                                 title=f"{method} ({n_rk4 if method == 'rk4' else n_euler} steps), {split}")
     cplot.save(cplot.panel_grid(2, 2, draw, size=4.0, ticks=True,
                                 title="Euler-trained field: RK4 with 4x the step vs Euler"), out / "peaks_rk4_vs_euler.png")
-    result["landscape_max_abs_diff"] = {split: float((lands["rk4", split].loss - lands["euler", split].loss).abs().max())
-                                        for split in ("train", "test")}
-    result["landscape_max_rel_diff"] = {
-        split: float(((lands["rk4", split].loss - lands["euler", split].loss).abs() / lands["euler", split].loss).max())
-        for split in ("train", "test")}
-    print(f"(d) Euler {n_euler} vs RK4 {n_rk4}: max rel. landscape difference {result['landscape_max_rel_diff']}")
+    centre = cfg["landscape_points"] // 2
+    for split in ("train", "test"):
+        rel = (lands["rk4", split].loss - lands["euler", split].loss).abs() / lands["euler", split].loss
+        result[f"landscape_{split}"] = {
+            "loss_at_trained_euler": float(lands["euler", split].loss[centre, centre]),
+            "loss_at_trained_rk4": float(lands["rk4", split].loss[centre, centre]),
+            "median_rel_diff": float(rel.median()), "max_rel_diff": float(rel.max())}
+    data_splits = (("train", train_data), ("test", test_data))
+    result["euler_trained_acc"] = {f"{method}_{split}": accuracy_with(euler_net, d, method=method, steps=steps)
+                                   for method, steps in (("euler", n_euler), ("rk4", n_rk4)) for split, d in data_splits}
+    print(f"(d) Euler {n_euler} vs RK4 {n_rk4} on the Euler-trained field: {result['euler_trained_acc']}")
     return result
 
 
