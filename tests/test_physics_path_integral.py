@@ -97,11 +97,12 @@ def test_continuum_limit_gaussian_kernel_second_order():
 def test_continuum_drift_sign_is_minus_beta():
     """The stencil moves mass towards -x for beta > 0: the kernel with drift +beta is far off."""
     alpha, beta, gamma, t = 1.0, 0.5, 0.0, 1.0
-    x, density, _ = lattice_kernel(alpha=alpha, beta=beta, gamma=gamma, t=t, dx=0.1)
+    x, density, steps = lattice_kernel(alpha=alpha, beta=beta, gamma=gamma, t=t, dx=0.1)
+    dt = t / steps
     mean = (x * density).sum() / density.sum()
-    assert abs(mean.item() + beta * t) < 1e-9
+    assert abs(mean.item() + beta * t) < 1e-9  # -beta dt per block
     variance = ((x - mean) ** 2 * density).sum() / density.sum()
-    assert abs(variance.item() - alpha**2 * t) < 1e-2
+    assert abs(variance.item() - (alpha**2 - beta**2 * dt) * t) < 1e-9  # alpha^2 dt - (beta dt)^2 per block
     right = gaussian_kernel(x, t=t, alpha=alpha, beta=beta, gamma=gamma)
     wrong = gaussian_kernel(x, t=t, alpha=alpha, beta=-beta, gamma=gamma)
     assert (density - right).abs().max() / right.max() < 2e-3
