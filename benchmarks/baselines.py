@@ -88,30 +88,35 @@ def stage_cells(case: Case) -> list[list[int]]:
     return [[grid.stage_cell(case.field, j, c, reverse=False) for c in tableau.c] for j in range(case.steps)]
 
 
+def hand_loop(case: Case, cells: list[list[int]]) -> torch.Tensor:
+    """The hand-written Euler or classical RK4 loop: the state at t1, differentiable by autograd."""
+    f = case.field
+    h = (f.grid.t1 - f.grid.t0) / case.steps
+    names, F = f.control_names, f.vector_field
+    knots = [dict(zip(names, values)) for values in zip(*(getattr(f, n).unbind(0) for n in names))]
+    y = case.x
+    if case.method == "euler":
+        for (c0,) in cells:
+            y = y + h * F(y, knots[c0])
+        return y
+    for c0, c1, c2, c3 in cells:
+        k1 = F(y, knots[c0])
+        k2 = F(y + (h * 0.5) * k1, knots[c1])
+        k3 = F(y + (h * 0.5) * k2, knots[c2])
+        k4 = F(y + h * k3, knots[c3])
+        y = y + ((h / 6) * k1 + (h / 3) * k2 + (h / 3) * k3 + (h / 6) * k4)
+    return y
+
+
 def hand(case: Case) -> Runner:
-    """The hand-written Euler or classical RK4 loop (backprop)."""
+    """A training step through :func:`hand_loop` (backprop)."""
     if case.method not in ("euler", "rk4") or case.gradient != "backprop":
         raise ValueError(f"the hand-written loop covers euler/rk4 with backprop, got {case.method}/{case.gradient}")
-    f, x, cells = case.field, case.x, stage_cells(case)
-    h = (f.grid.t1 - f.grid.t0) / case.steps
-    names = f.control_names
-    F = f.vector_field
+    cells = stage_cells(case)
 
     def run() -> None:
-        _zero_grad(f)
-        knots = [dict(zip(names, values)) for values in zip(*(getattr(f, n).unbind(0) for n in names))]
-        y = x
-        if case.method == "euler":
-            for (c0,) in cells:
-                y = y + h * F(y, knots[c0])
-        else:
-            for c0, c1, c2, c3 in cells:
-                k1 = F(y, knots[c0])
-                k2 = F(y + (h * 0.5) * k1, knots[c1])
-                k3 = F(y + (h * 0.5) * k2, knots[c2])
-                k4 = F(y + h * k3, knots[c3])
-                y = y + ((h / 6) * k1 + (h / 3) * k2 + (h / 3) * k3 + (h / 6) * k4)
-        _loss_backward(y)
+        _zero_grad(case.field)
+        _loss_backward(hand_loop(case, cells))
         case.nfe["hand"] = len(cells) * len(cells[0])
     return run
 

@@ -59,7 +59,19 @@ def resolve_target(target: str) -> Callable[..., Any]:
 
 
 def _self_peak_rss_bytes() -> int:
-    """Peak RSS of this process (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    """Peak RSS of this process's current address space.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``, not ``getrusage().ru_maxrss``: the
+    kernel carries ``ru_maxrss`` across ``fork`` and ``execve``, so a child started by a large
+    parent reports at least the parent's size (a 1 GB parent made every child report 1 GB, growth
+    0). ``VmHWM`` belongs to the address space created by ``execve``. Elsewhere ``ru_maxrss``
+    (bytes on macOS) is the best available.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
@@ -88,13 +100,19 @@ def child_peak_rss(target: str, kwargs: dict[str, Any], *, timeout: float = 1800
     return int(lines[-1][len(_MARKER):])
 
 
-def peak_rss_growth(target: str, kwargs: dict[str, Any], *, timeout: float = 1800.0) -> RSSGrowth:
-    """Peak RSS of ``target(**kwargs, build_only=False)`` and of the build-only baseline, each fresh."""
+def peak_rss_growth(target: str, kwargs: dict[str, Any], *, baseline_bytes: int | None = None,
+                    timeout: float = 1800.0) -> RSSGrowth:
+    """Peak RSS of ``target(**kwargs, build_only=False)`` and of the build-only baseline, each fresh.
+
+    ``baseline_bytes``: a build-only peak measured before for the same model and input (several
+    gradient methods share one); measured here when ``None``.
+    """
     if "build_only" in kwargs:
         raise ValueError("kwargs must not contain 'build_only'; peak_rss_growth sets it")
-    baseline = child_peak_rss(target, {**kwargs, "build_only": True}, timeout=timeout)
+    if baseline_bytes is None:
+        baseline_bytes = child_peak_rss(target, {**kwargs, "build_only": True}, timeout=timeout)
     peak = child_peak_rss(target, {**kwargs, "build_only": False}, timeout=timeout)
-    return RSSGrowth(peak_bytes=peak, baseline_bytes=baseline)
+    return RSSGrowth(peak_bytes=peak, baseline_bytes=baseline_bytes)
 
 
 def _main(argv: list[str]) -> int:

@@ -1,0 +1,78 @@
+"""The benchmark and the adjoint-memory example run in --quick mode and write what they promise.
+
+No timing assertions: only that the numbers exist, are consistent, and that the baselines compute
+the same thing as contdepth.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import contdepth as cd  # noqa: E402
+from baselines import Case, hand_loop, make_field, stage_cells  # noqa: E402
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.parametrize("kind, method", [("dense", "euler"), ("dense", "rk4"), ("conv", "rk4")])
+def test_hand_loop_is_the_same_computation(kind, method):
+    field, x = make_field(kind, batch=3, knots=4)
+    case = Case("t", field, x, method, "backprop", steps=6)
+    ours = cd.odesolve(field, x, method=method, steps=6)
+    assert torch.equal(hand_loop(case, stage_cells(case)), ours)
+
+
+def test_benchmark_quick_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    done = _run([str(ROOT / "benchmarks" / "run.py"), "--quick", "--reps", "1", "--json", str(out)], tmp_path)
+    assert "ratio" in done.stdout
+    result = json.loads(out.read_text())
+    machine = result["machine"]
+    assert machine["cpu_count"] >= 1 and machine["platform"] and machine["torch"] == torch.__version__
+    assert machine["torch_num_threads"] == 1
+    rows = result["cases"]
+    assert {r["baseline"] for r in rows} == {"hand", "torchdiffeq", "torchdiffeq+jumps"}
+    assert {r["method"] for r in rows} == {"euler", "rk4", "dopri5"}
+    assert {r["gradient"] for r in rows} == {"backprop", "adjoint"}
+    assert {r["field"] for r in rows} == {"conv", "dense"}
+    for r in rows:
+        if r["ratio"] is not None:
+            assert r["ratio"] == pytest.approx(r["ours_s"] / r["baseline_s"])
+        if r["method"] != "dopri5":
+            assert r["nfe_ours"] == r["nfe_baseline"]        # same method, same work
+        elif r["baseline"] == "torchdiffeq+jumps" and r["gradient"] == "backprop":
+            assert r["nfe_ours"] == r["nfe_baseline"]        # contdepth declares the same jumps
+
+
+def test_adjoint_memory_example_quick(tmp_path):
+    _run([str(ROOT / "examples" / "adjoint_memory.py"), "--quick", "--out", str(tmp_path / "out")], tmp_path)
+    out = tmp_path / "out"
+    assert (out / "memory.png").stat().st_size > 0 and (out / "time.png").stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["rows"]
+    for field in ("conv", "dense"):
+        adjoint = {r["saved_bytes"] for r in rows if r["field"] == field and r["gradient"] == "adjoint"
+                   and r["method"] in ("euler", "rk4")}
+        assert len(adjoint) == 1                               # constant in depth
+        for method in ("euler", "rk4"):
+            s = metrics["summary"][f"{field}/{method}"]
+            assert s["checkpoint_max_rel_diff_to_backprop"] < 1e-5
+            assert s["saved_bytes_growth"]["backprop"] > 1.9     # 8 -> 16 steps
+    rss = [r for r in rows if "rss_growth_bytes" in r]
+    assert {r["gradient"] for r in rss} == {"backprop", "adjoint", "checkpoint", "torch_checkpoint"}
+    assert all(r["rss_growth_bytes"] > 0 for r in rss)
