@@ -137,6 +137,10 @@ def test_cubic_net_is_the_seed_002_network():
     assert model.block.method == "euler" and model.block.steps == 20
     with pytest.raises(ValueError, match="depth"):
         build_mnist_model("cubic", 10)
+    with pytest.raises(ValueError, match="width"):
+        build_mnist_model("odenet", width=12)
+    with pytest.raises(ValueError, match="model"):
+        build_mnist_model("vgg")
 
 
 def test_resnet_model_is_exactly_a_resnet(small):
