@@ -135,3 +135,7 @@ def test_argument_errors():
         stencil_kernel("1", 0.0, 0.0)
     with pytest.raises(ValueError, match="size"):
         transfer_matrix(k, 0)
+    with pytest.raises(ValueError, match="size"):
+        propagator(k, 0, 0)
+    with pytest.raises(TypeError, match="kernel"):
+        path_sum(torch.zeros(5), [0.5, 0.0, 0.5], 2)

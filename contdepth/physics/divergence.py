@@ -36,7 +36,8 @@ def _theta(field: ControlledField, t: float, cell: int | None) -> dict[str, Tens
     return field.theta_at(float(t), cell)
 
 
-def _exact(field: ControlledField, x: Tensor, theta: dict[str, Tensor], create_graph: bool) -> Tensor:
+def _exact(field: ControlledField, x: Tensor, theta: dict[str, Tensor], create_graph: bool) -> tuple[Tensor, Tensor]:
+    """(F, tr dF/dx) per sample."""
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_()
         f = field.vector_field(xg, theta).flatten(1)
@@ -45,7 +46,7 @@ def _exact(field: ControlledField, x: Tensor, theta: dict[str, Tensor], create_g
         (rows,) = torch.autograd.grad(f, xg, basis, is_grads_batched=True, create_graph=create_graph,
                                       materialize_grads=True)
     # rows[i, b] = d F_{b,i} / d x_b ; the trace takes entry i of row i.
-    return torch.diagonal(rows.flatten(2), dim1=0, dim2=2).sum(-1)
+    return f.reshape_as(x), torch.diagonal(rows.flatten(2), dim1=0, dim2=2).sum(-1)
 
 
 def _noise(x: Tensor, samples: int, noise: str, generator: torch.Generator | None) -> Tensor:
@@ -57,13 +58,14 @@ def _noise(x: Tensor, samples: int, noise: str, generator: torch.Generator | Non
 
 
 def _hutchinson(field: ControlledField, x: Tensor, theta: dict[str, Tensor], eps: Tensor,
-                create_graph: bool) -> Tensor:
+                create_graph: bool) -> tuple[Tensor, Tensor]:
+    """(F, mean over probes of eps^T dF/dx eps) per sample."""
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_()
         f = field.vector_field(xg, theta)
         (vjp,) = torch.autograd.grad(f, xg, eps, is_grads_batched=True, create_graph=create_graph,
                                      materialize_grads=True)
-    return (vjp * eps).flatten(2).sum(-1).mean(0)
+    return f, (vjp * eps).flatten(2).sum(-1).mean(0)
 
 
 def divergence_exact(field: ControlledField, x: Tensor, t: float, *, cell: int | None = None,
@@ -73,7 +75,7 @@ def divergence_exact(field: ControlledField, x: Tensor, t: float, *, cell: int |
     """
     check_field(field)
     check_state(field, x)
-    return _exact(field, x, _theta(field, t, cell), create_graph)
+    return _exact(field, x, _theta(field, t, cell), create_graph)[1]
 
 
 def divergence_hutchinson(field: ControlledField, x: Tensor, t: float, *, samples: int = 1,
@@ -88,7 +90,7 @@ def divergence_hutchinson(field: ControlledField, x: Tensor, t: float, *, sample
     check_state(field, x)
     check_positive_int("samples", samples)
     check_choice("noise", noise, NOISES)
-    return _hutchinson(field, x, _theta(field, t, cell), _noise(x, samples, noise, generator), create_graph)
+    return _hutchinson(field, x, _theta(field, t, cell), _noise(x, samples, noise, generator), create_graph)[1]
 
 
 def entropy_rate(field: ControlledField, x: Tensor, t: float, *, cell: int | None = None) -> Tensor:
@@ -135,13 +137,11 @@ def log_density_trajectory(field: ControlledField, x0: Tensor, *, steps: int, me
         eps = _noise(x0, samples, noise, generator)
 
     def augmented(state: tuple[Tensor, Tensor], theta: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        x, _ = state
         if divergence == "exact":
-            div = _exact(field, x, theta, False)
+            f, div = _exact(field, state[0], theta, False)
         else:
-            div = _hutchinson(field, x, theta, eps, False)
-        with torch.no_grad():
-            return field.vector_field(x, theta), -div
+            f, div = _hutchinson(field, state[0], theta, eps, False)
+        return f.detach(), -div.detach()
 
     with torch.no_grad():
         knots = [{k: v.detach() for k, v in theta.items()} for theta in field.knot_thetas()]

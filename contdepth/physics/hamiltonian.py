@@ -81,7 +81,7 @@ def hamiltonian_rate(field: ControlledField, x: Tensor, a: Tensor, t: float) -> 
 
     For piecewise-constant theta this is 0 inside a cell (the jumps are :func:`hamiltonian_jump`);
     for linear theta, dtheta/dt = (theta_{l+1} - theta_l) / D on the interval containing ``t``.
-    Computed with a forward-mode derivative along dtheta/dt.
+    Computed as a Jacobian-vector product along dtheta/dt (two reverse-mode passes).
     """
     _check_pair(field, x, a)
     t = _time(t, field)
@@ -90,8 +90,12 @@ def hamiltonian_rate(field: ControlledField, x: Tensor, a: Tensor, t: float) -> 
         return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     left = grid.cell(t)
     knots = field.knot_thetas()
-    theta = field.theta_at(t)
-    rate = {k: (knots[left + 1][k] - knots[left][k]).detach() / grid.dt for k in field.control_names}
-    theta = {k: v.detach() for k, v in theta.items()}
-    _, tangent = torch.func.jvp(lambda th: _energy(field, x, a, th), (theta,), (rate,))
-    return tangent
+    names = field.control_names
+    rates = [(knots[left + 1][k] - knots[left][k]).detach() / grid.dt for k in names]
+    with torch.enable_grad():
+        theta = {k: v.detach().requires_grad_() for k, v in field.theta_at(t).items()}
+        energy = _energy(field, x.detach(), a.detach(), theta)
+        u = torch.zeros_like(energy, requires_grad=True)
+        vjp = torch.autograd.grad(energy, [theta[k] for k in names], u, create_graph=True, materialize_grads=True)
+        (jvp,) = torch.autograd.grad(vjp, u, rates, materialize_grads=True)
+    return jvp

@@ -143,7 +143,7 @@ def residual_propagate(psi0: Tensor, kernel: Tensor, steps: int) -> Tensor:
     """
     if not isinstance(psi0, Tensor) or psi0.dim() < 1:
         raise ValueError("psi0 must be a Tensor with at least one dimension (the lattice)")
-    ks = _kernels(kernel.to(psi0), steps)
+    ks = _kernels(kernel, steps).to(psi0)
     zero = torch.zeros_like(psi0[..., :1])
     out = [psi0]
     psi = psi0
@@ -177,6 +177,8 @@ def propagator(kernel: Tensor, size: int, steps: int) -> Tensor:
     of step weights (seed 000 eq. 33/38 on the lattice).
     """
     ks = _kernels(kernel, steps)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
     result = torch.eye(size, dtype=kernel.dtype, device=kernel.device)
     for k in ks:
         result = transfer_matrix(k, size) @ result
@@ -193,7 +195,7 @@ def path_sum(psi0: Tensor, kernel: Tensor, steps: int) -> Tensor:
     """
     if not isinstance(psi0, Tensor) or psi0.dim() < 1:
         raise ValueError("psi0 must be a Tensor with at least one dimension (the lattice)")
-    ks = _kernels(kernel.to(psi0), steps)
+    ks = _kernels(kernel, steps).to(psi0)
     size = psi0.shape[-1]
     n_paths = 3**steps
     if n_paths * size * max(steps, 1) > _MAX_PATH_ELEMENTS:
