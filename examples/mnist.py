@@ -124,7 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
         "train_method": model.block.method, "train_steps": model.block.steps, "gradient": model.block.gradient,
     }
 
+    nfe_epochs: list[dict] = []
+
     def log(record: dict) -> None:
+        total = model.nfe_totals()
+        done = {k: sum(e[k] for e in nfe_epochs) for k in total}
+        epoch = {k: total[k] - done[k] for k in total}
+        nfe_epochs.append(epoch)
+        record["nfe_per_call"] = {k: epoch[k] / max(epoch["calls"], 1) for k in ("nfe_forward", "nfe_backward")}
         if rank == 0:
             write_json_atomic(args.out / "metrics.json", {**metrics, "status": "training", "last_epoch": record})
 
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     if nfe["calls"]:
         metrics["nfe"] = {**nfe, "per_call_forward": nfe["nfe_forward"] / nfe["calls"],
                           "per_call_backward": nfe["nfe_backward"] / nfe["calls"],
-                          "note": "training calls of this session only (not carried over a resume)"}
+                          "per_epoch": nfe_epochs,
+                          "note": "training calls (one per batch) of this session only, not carried over a resume"}
     if args.model == "cubic":
         metrics["gamma"] = field.gamma.item()
     if rank == 0:
