@@ -51,7 +51,8 @@ def adjoint_trajectory(
     (eq. 10).  Each backward step integrates Hamilton's equations (eq. 22-23) for (x, a) from
     the stored forward state x(t_{j+1}) to t_j with ``method`` ("euler", "midpoint" or "rk4"),
     so x carries no error accumulated backward.  Results are detached (no graph to the field's
-    parameters).  The error against the exact a(t) is O(h^order) of the method.
+    parameters).  The error against the exact a(t) is O(h^order) of the method when no step
+    straddles a jump of piecewise-constant theta (``steps`` a multiple of ``field.grid.n``).
     """
     check_field(field)
     check_state(field, x0, "x0")
