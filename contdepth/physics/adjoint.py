@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import check_positive_int
 from ..fields.base import ControlledField
 from ..solvers.fixed import rk_step
-from ..errors import check_positive_int
 from ._common import check_field, check_state, grid_times, state_grid
 
 __all__ = ["AdjointTrajectory", "adjoint_trajectory", "autograd_adjoints"]
