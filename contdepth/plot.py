@@ -157,8 +157,8 @@ def eigenvalues(z: torch.Tensor, *, ax: Axes | None = None, methods: Sequence[st
     ax = _axes(ax)
     z = z.detach().cpu().reshape(-1)
     re, im = z.real.double(), z.imag.double()
-    span = max(2.2, float(re.abs().max()) * 1.1 if len(re) else 0.0, float(im.abs().max()) * 1.1 if len(im) else 0.0)
-    extent = (min(-3.0, -span), max(1.0, span), -max(3.0, span), max(3.0, span))
+    lo, hi, top = (1.1 * float(re.min()), 1.1 * float(re.max()), 1.1 * float(im.abs().max())) if len(z) else (0.0,) * 3
+    extent = (min(-2.2, lo), max(0.6, hi), -max(1.2, top), max(1.2, top))
     for method, color in zip(methods, ("r", "g", "m")):
         stability_boundary(ax, method, extent=extent, color=color)
     ax.scatter(re, im, s=s, c="b")

@@ -170,3 +170,38 @@ def test_trajectory_matches_solver():
     assert ys.shape == (5, 4, 3) and torch.allclose(ys[-1], exact.T, atol=1e-4)
     with pytest.raises(ValueError, match="steps"):
         trajectory(f, x0, method="rk4")
+
+
+def test_plot_functions_write_pngs(tmp_path):
+    import subprocess
+    import sys
+    code = "import sys, contdepth, contdepth.data, contdepth.analysis; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import contdepth.plot as cplot
+    f = linear_field(torch.stack([spiral(-0.3, 1.0, 0.2)] * 2), t1=2.0)
+    x0 = torch.randn(4, 3)
+    _, ys = trajectory(f, x0, method="euler", steps=10)
+    spec = layer_spectra(f, x0, steps=4)
+    g = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    a, b = torch.meshgrid(g, g, indexing="ij")
+    X, y = torch.randn(30, 2), torch.arange(30) % 3
+    figures = {
+        "scatter": cplot.scatter_classes(X, y),
+        "boundary": cplot.decision_boundary(lambda p: (p[:, 0] > 0).long(), X, y, resolution=20),
+        "output": cplot.transformed_points(ys[-1], torch.rand(4)),
+        "traj3d": cplot.trajectories(ys, annotate_every=5),
+        "traj2d": cplot.trajectories(ys[..., :2], color=torch.rand(4)),
+        "params": cplot.params_vs_layer(f),
+        "eig": cplot.eigenvalues(spec.eigenvalues, methods=("euler", "rk4")),
+        "land": cplot.landscape_contour(Landscape(g, g, 1 + a ** 2 + b ** 2), log=True),
+        "grid": cplot.panel_grid(2, 3, lambda ax, i, j: ax.plot([i, j])),
+    }
+    for name, fig in figures.items():
+        path = cplot.save(fig, tmp_path / f"{name}.png")
+        assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="names"):
+        cplot.params_vs_layer(f, names=("kernel",))
+    with pytest.raises(ValueError, match="ys"):
+        cplot.trajectories(torch.zeros(3, 2, 5))
+    with pytest.raises(ValueError, match="n_rows"):
+        cplot.panel_grid(0, 1, lambda ax, i, j: None)
