@@ -36,14 +36,16 @@ class _FixedAdjoint(torch.autograd.Function):
         leaves = KnotLeaves(run.field)
         with torch.enable_grad():
             thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
+        used = [[leaves.used_by([theta]) for theta in step] for step in thetas]
         stage_grads: list = []
 
         def augmented(state, theta):
             y, a = state
+            indices = stage_used[len(stage_grads)]
             with torch.enable_grad():
                 y = y.detach().requires_grad_()
                 f = run.field.vector_field(y, theta)
-                grads = torch.autograd.grad(f, [y] + leaves.inputs, a, allow_unused=True, retain_graph=True)
+                grads = torch.autograd.grad(f, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
             stage_grads.append(grads[1:])
             return f.detach(), -grads[0]
 
@@ -53,10 +55,11 @@ class _FixedAdjoint(torch.autograd.Function):
             if j + 1 in position:
                 a = a + grad_out[position[j + 1]]
             stage_grads.clear()
+            stage_used = used[j]
             y, a = rk_step(augmented, run.tableau, (y, a), -h, thetas[j])
-            for b, grads in zip(run.tableau.b, stage_grads):
+            for b, grads, indices in zip(run.tableau.b, stage_grads, stage_used):
                 if b:
-                    leaves.accumulate(grads, h * b)
+                    leaves.accumulate(grads, h * b, indices)
         if 0 in position:
             a = a + grad_out[position[0]]
         run.stats.backward.nfe += run.grid.steps * run.tableau.stages

@@ -33,12 +33,13 @@ class _Checkpoint(torch.autograd.Function):
         for j in reversed(range(run.grid.steps)):
             if j + 1 in position:
                 a = a + grad_out[position[j + 1]]
+            indices = leaves.used_by(thetas[j])
             with torch.enable_grad():
                 y = states[j].detach().requires_grad_()
                 y1 = rk_step(run.field.vector_field, run.tableau, y, run.grid.h, thetas[j])
-                grads = torch.autograd.grad(y1, [y] + leaves.inputs, a, allow_unused=True)
+                grads = torch.autograd.grad(y1, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
             a = grads[0]
-            leaves.accumulate(grads[1:])
+            leaves.accumulate(grads[1:], indices=indices)
         if 0 in position:
             a = a + grad_out[position[0]]
         run.stats.backward.nfe += run.grid.steps * run.tableau.stages

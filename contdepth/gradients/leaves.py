@@ -20,9 +20,28 @@ class KnotLeaves:
         self.others = [p for p in trainable(field)[len(self.names):]]
         self.inputs = [k[name] for k in self.knots for name in self.names] + self.others
         self.sums: list[torch.Tensor | None] = [None] * len(self.inputs)
+        self._index = {id(x): i for i, x in enumerate(self.inputs)}
+        self._others = list(range(len(self.inputs) - len(self.others), len(self.inputs)))
 
-    def accumulate(self, grads, scale: float = 1.0) -> None:
-        for i, g in enumerate(grads):
+    def used_by(self, thetas: list[dict[str, torch.Tensor]]) -> list[int]:
+        """Positions in ``inputs`` that the stage parameters ``thetas`` can depend on.
+
+        A theta taken straight from ``knots`` (piecewise-constant) depends on its own knot's
+        leaves; anything else (e.g. linear interpolation) conservatively on all inputs. Asking
+        autograd only for these saves per-stage bookkeeping over every knot of the grid.
+        """
+        used: dict[int, None] = {}
+        for theta in thetas:
+            for name in self.names:
+                i = self._index.get(id(theta[name]))
+                if i is None:
+                    return list(range(len(self.inputs)))
+                used[i] = None
+        return sorted(used) + self._others
+
+    def accumulate(self, grads, scale: float = 1.0, indices: list[int] | None = None) -> None:
+        """Add ``scale * grads`` to the sums; ``grads[k]`` belongs to ``inputs[indices[k]]`` (default: all)."""
+        for i, g in zip(range(len(self.inputs)) if indices is None else indices, grads):
             if g is not None:
                 g = g if scale == 1.0 else scale * g
                 self.sums[i] = g if self.sums[i] is None else self.sums[i] + g
