@@ -32,7 +32,7 @@ TRAIN_SEED, TEST_SEED = 0, 1  # model 2 lr and epochs were chosen on a validatio
 EXTRA_TEST_SEEDS = (2, 3, 4, 5)
 BAYES_RADIUS = 1.51  # best radial threshold (about Bayes-optimal): 99.35 % expected accuracy (Monte Carlo, 4e6 points)
 LAMBDA = 1.0
-FULL = {"model1": {"epochs": 3000, "lr": 1e-4}, "model2": {"epochs": 1000, "lr": 1e-2}}
+FULL = {"model1": {"epochs": 15000, "lr": 1e-4}, "model2": {"epochs": 1000, "lr": 1e-2}}
 QUICK = {"model1": {"epochs": 200, "lr": 1e-4}, "model2": {"epochs": 1000, "lr": 1e-2}}
 
 
