@@ -2,7 +2,7 @@
 
 Model 1: R^2, forward Euler with 100 steps of h = 1 (so theta are the seed's scaled parameters,
 eq. 109-110), learnable gamma, softmax on the final 2-D state: 100 * (4 + 2) + 1 = 601 parameters.
-Model 2: R^3 with x3(0) = 0, 20 Euler steps, gamma = 0.1 fixed, P(class 1) = sigmoid(x3):
+Model 2: R^3 with x3(0) = 0, 20 Euler steps, gamma = 0.1 fixed, P(inner circle) = sigmoid(x3):
 20 * (9 + 3) = 240 parameters. Both: loss eq. 113 = cross entropy + lambda * smoothness
 (contdepth.smoothness is eq. 113's penalty when the knot spacing is 1), lambda = 1.0, all
 parameters initialised to zero, full-batch SGD (momentum 0.9, cosine-annealed learning rate).
@@ -110,7 +110,7 @@ def train(model: nn.Module, loss_fn, correct_fn, data, test, *, epochs: int, lr:
 def figures(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, out: Path) -> None:
     with torch.no_grad():
         p2 = model.prob_class2(X)
-        ts, ys = trajectory(model.field, model.initial_state(X), method="euler", steps=model.block.steps)
+        _, ys = trajectory(model.field, model.initial_state(X), method="euler", steps=model.block.steps)
     cplot.save(cplot.transformed_points(ys[-1], p2, title=f"{name}: final states"), out / f"{name}_output.png")
     pick = torch.tensor([int(torch.nonzero(y == 0)[0]), int(torch.nonzero(y == 1)[0])])
     cplot.save(cplot.trajectories(ys[:, pick], color=y[pick].float(), annotate_every=max(1, model.block.steps // 10),
