@@ -2,8 +2,9 @@
 
     python benchmarks/run.py [--quick] [--json out.json] [--reps N]
 
-For every case (conv field and peaks-sized dense field; Euler, RK4, dopri5; backprop and
-adjoint) the runners -- contdepth and each applicable baseline -- are timed in interleaved
+For every case (conv field on 28x28 states; the peaks dense field at its full batch of 5000,
+where kernels dominate, and at batch 64, where per-step overhead dominates; Euler, RK4, dopri5;
+backprop and adjoint) the runners -- contdepth and each applicable baseline -- are timed in interleaved
 rounds in one process (the order rotates every round), one training step (solve, loss,
 backward) per timing. Reported: medians, and ``ratio`` = ours / baseline. Absolute times on a
 shared machine are noisy; the interleaved ratios are what to read. Runs single-threaded
@@ -26,6 +27,7 @@ import torchdiffeq as tdq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contdepth as cd  # noqa: E402
 from baselines import BASELINES, Case, baselines_for, make_field, ours  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 
@@ -39,7 +41,8 @@ def build_cases(quick: bool) -> list[Case]:
     knots = 4 if quick else 16
     rtols = (1e-2,) if quick else (1e-3, 1e-5)
     cases = []
-    for kind, batch, steps in (("conv", conv_batch, conv_steps), ("dense", 5000, dense_steps)):
+    for kind, batch, steps in (("conv", conv_batch, conv_steps), ("dense", 5000, dense_steps),
+                               ("dense", 64, dense_steps)):
         for method in ("euler", "rk4", "dopri5"):
             for gradient in ("backprop", "adjoint"):
                 f, x = make_field(kind, batch=batch, knots=knots)
@@ -95,6 +98,25 @@ def time_case(case: Case, reps: int) -> list[dict]:
     return rows
 
 
+def knot_counts(quick: bool) -> list[dict]:
+    """dopri5 forward work on piecewise-constant theta with the control knots declared as jumps
+    (``cd.solve``'s default) and without (``declare_jumps=False``), same tolerances."""
+    knots = 4 if quick else 16
+    rtols = (1e-2,) if quick else (1e-3, 1e-5, 1e-7)
+    rows = []
+    for kind, batch in (("conv", 2 if quick else 32), ("dense", 5000)):
+        f, x = make_field(kind, batch=batch, knots=knots)
+        for rtol in rtols:
+            for declare in (True, False):
+                with torch.no_grad():
+                    stats = cd.solve(f, x, method="dopri5", rtol=rtol, atol=rtol * 1e-2, declare_jumps=declare).stats
+                rows.append(dict(field=kind, batch=batch, knots=knots, rtol=rtol, atol=rtol * 1e-2,
+                                 declare_jumps=declare, nfe=stats.forward.nfe,
+                                 accepted_steps=stats.forward.accepted_steps,
+                                 rejected_steps=stats.forward.rejected_steps))
+    return rows
+
+
 def machine() -> dict:
     """Where the numbers were measured."""
     try:
@@ -139,7 +161,12 @@ def main(argv: list[str] | None = None) -> dict:
         for row in time_case(case, reps):
             rows.append(row)
             print(format_row(row), flush=True)
-    result = dict(machine=machine(), quick=args.quick, reps=reps, cases=rows)
+    print(f"\n{'dopri5 nfe, knots declared / not':44s} {'nfe':>6s} {'acc':>5s} {'rej':>5s}")
+    knot_rows = knot_counts(args.quick)
+    for k in knot_rows:
+        label = f"{k['field']}(B={k['batch']})/rtol={k['rtol']:g}/{'declared' if k['declare_jumps'] else 'not declared'}"
+        print(f"{label:44s} {k['nfe']:6d} {k['accepted_steps']:5d} {k['rejected_steps']:5d}", flush=True)
+    result = dict(machine=machine(), quick=args.quick, reps=reps, cases=rows, dopri5_knots=knot_rows)
     if args.json is not None:
         write_json_atomic(args.json, result)
         print(f"wrote {args.json}")

@@ -50,6 +50,8 @@ def test_benchmark_quick_writes_json(tmp_path):
     assert {r["method"] for r in rows} == {"euler", "rk4", "dopri5"}
     assert {r["gradient"] for r in rows} == {"backprop", "adjoint"}
     assert {r["field"] for r in rows} == {"conv", "dense"}
+    knots = result["dopri5_knots"]
+    assert {k["declare_jumps"] for k in knots} == {True, False} and all(k["nfe"] > 0 for k in knots)
     for r in rows:
         if r["ratio"] is not None:
             assert r["ratio"] == pytest.approx(r["ours_s"] / r["baseline_s"])
