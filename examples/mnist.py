@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    if args.model == "cubic":
+        # friction needs gamma >= 0 (seed 002: gamma~ = 4.8e-4 after training); an unconstrained
+        # step below zero turns -gamma x^3 into a finite-time blow-up, so project after every step
+        gamma = model.block.field.gamma
+        opt.register_step_post_hook(lambda *_: gamma.data.clamp_(min=0.0))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
     field = model.block.field
     regularizer = (lambda: args.smooth * cd.smoothness(field)) if args.smooth > 0 else None
