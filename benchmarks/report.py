@@ -19,12 +19,13 @@ def _ms(seconds: float | None) -> str:
 
 def speed_table(bench: dict) -> str:
     """One row per case and baseline: times, ratio, nfe."""
-    lines = ["| case | baseline | ours ms | baseline ms | ratio | nfe ours / baseline |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| case | baseline | ours ms | baseline ms | ratio | paired ratio | nfe ours / baseline |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in bench["cases"]:
         ratio = "-" if r["ratio"] is None else f"**{r['ratio']:.2f}**"
+        paired = "-" if r.get("paired_ratio") is None else f"{r['paired_ratio']:.2f}"
         lines.append(f"| {r['case']} | {r['baseline']} | {_ms(r['ours_s'])} | {_ms(r['baseline_s'])} | {ratio} "
-                     f"| {r['nfe_ours']} / {r['nfe_baseline']} |")
+                     f"| {paired} | {r['nfe_ours']} / {r['nfe_baseline']} |")
     return "\n".join(lines)
 
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --bench and/or --memory")
     if args.bench is not None:
         bench = json.loads(args.bench.read_text())
-        print(f"machine: {bench['machine']}\n\n{speed_table(bench)}\n\n{knots_table(bench)}\n")
+        print(f"machine: {bench['machine']}\n\n{speed_table(bench)}\n")
+        if bench.get("dopri5_knots"):
+            print(f"{knots_table(bench)}\n")
     if args.memory is not None:
         metrics = json.loads(args.memory.read_text())
         for field in ("conv", "dense"):

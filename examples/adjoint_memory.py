@@ -264,7 +264,7 @@ def plot(metrics: dict, out: Path) -> None:
                                     "s--", color=color, label=f"{g} peak RSS growth")
                     else:
                         ax.plot([r["steps"] for r in sel], [r["time_s"] for r in sel], "o-", color=color, label=g)
-                batch = sel[0]["batch"] if sel else ""
+                batch = next((r["batch"] for r in rows if r["field"] == field), "?")
                 ax.set(xscale="log", yscale="log", xlabel="steps", ylabel=ylabel, title=f"{field} (B={batch}), {method}")
                 ax.grid(True, which="both", alpha=0.3)
                 ax.legend(fontsize=7)
