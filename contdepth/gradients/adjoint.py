@@ -37,6 +37,7 @@ class _FixedAdjoint(torch.autograd.Function):
         with torch.enable_grad():
             thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
         used = [[leaves.used_by([theta]) for theta in step] for step in thetas]
+        stage_used: list[list[int]] = []  # used[j] of the step being integrated, set in the loop
         stage_grads: list = []
 
         def augmented(state, theta):
