@@ -65,9 +65,15 @@ class ControlGrid:
         return self.knot_times()[1:] if self.interp == "constant" else []
 
     def position(self, t: float | Fraction) -> Fraction:
-        """Exact position of ``t`` in units of knot intervals from t0."""
+        """Exact position of ``t`` in units of knot intervals from t0.
+
+        A float within 1e-9 intervals of a knot is taken to be that knot: ``t1=0.4`` on a grid
+        with knots at multiples of 0.4 means the knot, not the float 0.4000000000000000222.
+        """
         span = Fraction(self.t1) - Fraction(self.t0)
-        return (Fraction(t) - Fraction(self.t0)) * self.intervals / span
+        p = (Fraction(t) - Fraction(self.t0)) * self.intervals / span
+        knot = round(p)
+        return Fraction(knot) if abs(p - knot) <= Fraction(1, 10 ** 9) else p
 
     def cell(self, t: float) -> int:
         """Interval containing ``t`` (right-continuous; clamped to [0, intervals - 1])."""

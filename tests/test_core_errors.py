@@ -90,3 +90,19 @@ def test_dopri5_underflow_is_a_solver_error():
     with pytest.raises(cd.SolverError, match="rtol") as err:
         cd.odesolve(f, torch.ones(1, 1, dtype=torch.float64), method="dopri5")
     assert isinstance(err.value, ValueError)
+
+
+def test_unstable_adjoint_backward_solve_raises():
+    """x' = -50 x + 1 contracts onto x = 0.02 forward; rebuilding y backward amplifies rounding
+    errors by R(2.5) ~ 11 per RK4 step until they overflow. Checkpointing is unaffected."""
+    f = cd.fields.CubicFriction(1, cd.ControlGrid(t0=0.0, t1=20.0, n=1), gamma=0.0, learn_gamma=False).double()
+    with torch.no_grad():
+        f.weight.fill_(-50.0)
+        f.bias.fill_(1.0)
+    y0 = torch.ones(2, 1, dtype=torch.float64)
+    y1 = cd.odesolve(f, y0, method="rk4", steps=400, gradient="adjoint")
+    assert torch.allclose(y1, torch.full_like(y1, 0.02))
+    with pytest.raises(cd.SolverError, match="checkpoint"):
+        y1.sum().backward()
+    cd.odesolve(f, y0, method="rk4", steps=400, gradient="checkpoint").sum().backward()
+    assert f.bias.grad.item() == pytest.approx(2 * 0.02, rel=1e-6)

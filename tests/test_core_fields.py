@@ -210,3 +210,22 @@ def test_works_with_torchdiffeq_directly():
     x = torch.randn(2, 3, dtype=DT)
     ys = odeint(field, x, torch.tensor([0.0, 1.0], dtype=DT), rtol=1e-10, atol=1e-12)
     assert torch.allclose(ys[-1], cd.odesolve(field, x, method="rk4", steps=200), atol=1e-9)
+
+
+def test_partial_interval_on_knots_uses_the_right_cells():
+    """t0/t1 on knots whose float values are inexact (0.4, 0.8): stages still see only their cell."""
+    field = cd.fields.CubicFriction(1, cd.ControlGrid(t0=0.0, t1=4.0, n=10), gamma=0.0, learn_gamma=False).to(DT)
+    with torch.no_grad():
+        field.bias.copy_(torch.arange(10, dtype=DT).view(10, 1))
+    zero = torch.zeros(1, 1, dtype=DT)
+    for l in range(10):
+        t0, t1 = 0.4 * l, 0.4 * (l + 1)
+        for method in ("euler", "rk4"):
+            y = cd.odesolve(field, zero, method=method, steps=1, t0=t0, t1=t1)
+            assert y.item() == pytest.approx(l * (t1 - t0), rel=1e-12, abs=1e-15)
+    whole = cd.odesolve(field, zero, method="rk4", steps=10, t_eval=[0.4 * l for l in range(1, 11)])
+    parts, y = [], zero
+    for l in range(10):
+        y = cd.odesolve(field, y, method="rk4", steps=1, t0=0.4 * l, t1=0.4 * (l + 1))
+        parts.append(y)
+    assert torch.allclose(whole, torch.stack(parts), rtol=1e-13)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import SolverError
 from ..solvers.fixed import rk_step
 from ..solvers.run import FixedRun
 from .leaves import KnotLeaves, trainable
@@ -34,10 +35,8 @@ class _FixedAdjoint(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         position = {s: i for i, s in enumerate(run.out_steps)}
         leaves = KnotLeaves(run.field)
-        with torch.enable_grad():
-            thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
-        used = [[leaves.used_by([theta]) for theta in step] for step in thetas]
-        stage_used: list[list[int]] = []  # used[j] of the step being integrated, set in the loop
+        thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
+        stage_used: list[list[int]] = []  # per stage of the step being integrated, set in the loop
         stage_grads: list = []
 
         def augmented(state, theta):
@@ -56,11 +55,18 @@ class _FixedAdjoint(torch.autograd.Function):
             if j + 1 in position:
                 a = a + grad_out[position[j + 1]]
             stage_grads.clear()
-            stage_used = used[j]
-            y, a = rk_step(augmented, run.tableau, (y, a), -h, thetas[j])
+            with torch.enable_grad():
+                step_thetas = thetas[j]
+            stage_used = [leaves.used_by([theta]) for theta in step_thetas]
+            y, a = rk_step(augmented, run.tableau, (y, a), -h, step_thetas)
             for b, grads, indices in zip(run.tableau.b, stage_grads, stage_used):
                 if b:
                     leaves.accumulate(grads, h * b, indices)
+        if not (bool(torch.isfinite(y).all()) and bool(torch.isfinite(a).all())):
+            raise SolverError(
+                f"the adjoint backward solve ({run.tableau.name}, {run.grid.steps} steps) became non-finite: "
+                "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
+                "contracts forward and expands backward); use gradient='checkpoint' or more steps")
         if 0 in position:
             a = a + grad_out[position[0]]
         run.stats.backward.nfe += run.grid.steps * run.tableau.stages

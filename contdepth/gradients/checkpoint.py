@@ -27,16 +27,16 @@ class _Checkpoint(torch.autograd.Function):
         states = ctx.saved_tensors
         position = {s: i for i, s in enumerate(run.out_steps)}
         leaves = KnotLeaves(run.field)
-        with torch.enable_grad():
-            thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots)
+        thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots)
         a = torch.zeros_like(states[0])
         for j in reversed(range(run.grid.steps)):
             if j + 1 in position:
                 a = a + grad_out[position[j + 1]]
-            indices = leaves.used_by(thetas[j])
             with torch.enable_grad():
+                step_thetas = thetas[j]
+                indices = leaves.used_by(step_thetas)
                 y = states[j].detach().requires_grad_()
-                y1 = rk_step(run.field.vector_field, run.tableau, y, run.grid.h, thetas[j])
+                y1 = rk_step(run.field.vector_field, run.tableau, y, run.grid.h, step_thetas)
                 grads = torch.autograd.grad(y1, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
             a = grads[0]
             leaves.accumulate(grads[1:], indices=indices)

@@ -5,7 +5,7 @@ import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
@@ -54,17 +54,31 @@ class StateGrid:
         return min(max(cell, 0), control.intervals - 1)
 
     def stage_thetas(self, field: ControlledField, tableau: ButcherTableau, knots: list[Theta], *,
-                     reverse: bool = False) -> list[list[Theta]]:
+                     reverse: bool = False) -> Sequence[list[Theta]]:
         """theta for every stage of every step, ``[step][stage]``, built from ``knots``.
 
         The exact rational knot choice depends only on the two grids and the tableau, so it is
         computed once per configuration (:func:`_stage_cells`, cached) rather than per solve.
+        Interpolated (linear) theta is built when a step is indexed, under the caller's grad
+        mode, so a backward pass holds one step's interpolants at a time, not all of them.
         """
         if field.grid.interp == "constant":
             cells = _stage_cells(self, field.grid, tableau.c, reverse)
             return [[knots[cell] for cell in row] for row in cells]
-        times = _stage_times(self, tableau.c, reverse)
-        return [[field.theta_at(t, knots=knots) for t in row] for row in times]
+        return _Interpolated(field, knots, _stage_times(self, tableau.c, reverse))
+
+
+class _Interpolated(Sequence):
+    """Linearly interpolated theta per step, computed on access."""
+
+    def __init__(self, field: ControlledField, knots: list[Theta], times: tuple[tuple[float, ...], ...]) -> None:
+        self.field, self.knots, self.times = field, knots, times
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, j: int) -> list[Theta]:
+        return [self.field.theta_at(t, knots=self.knots) for t in self.times[j]]
 
 
 @functools.lru_cache(maxsize=256)
