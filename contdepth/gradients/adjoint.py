@@ -17,7 +17,7 @@ import torch
 from ..errors import SolverError
 from ..solvers.fixed import rk_step
 from ..solvers.run import FixedRun
-from .leaves import KnotLeaves, trainable
+from .leaves import KnotLeaves, finish_backward, trainable
 
 
 class _FixedAdjoint(torch.autograd.Function):
@@ -67,11 +67,7 @@ class _FixedAdjoint(torch.autograd.Function):
                 f"the adjoint backward solve ({run.tableau.name}, {run.grid.steps} steps) became non-finite: "
                 "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
                 "contracts forward and expands backward); use gradient='checkpoint' or more steps")
-        if 0 in position:
-            a = a + grad_out[position[0]]
-        run.stats.backward.nfe += run.grid.steps * run.tableau.stages
-        run.stats.backward.accepted_steps += run.grid.steps
-        return (None, a, *leaves.grads())
+        return finish_backward(run, leaves, a, grad_out, position)
 
 
 def solve_adjoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:

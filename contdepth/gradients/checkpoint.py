@@ -9,7 +9,7 @@ import torch
 
 from ..solvers.fixed import rk_step
 from ..solvers.run import FixedRun
-from .leaves import KnotLeaves, trainable
+from .leaves import KnotLeaves, finish_backward, trainable
 
 
 class _Checkpoint(torch.autograd.Function):
@@ -40,11 +40,7 @@ class _Checkpoint(torch.autograd.Function):
                 grads = torch.autograd.grad(y1, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
             a = grads[0]
             leaves.accumulate(grads[1:], indices=indices)
-        if 0 in position:
-            a = a + grad_out[position[0]]
-        run.stats.backward.nfe += run.grid.steps * run.tableau.stages
-        run.stats.backward.accepted_steps += run.grid.steps
-        return (None, a, *leaves.grads())
+        return finish_backward(run, leaves, a, grad_out, position)
 
 
 def solve_checkpoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:

@@ -58,3 +58,14 @@ def trainable(field: ControlledField) -> list[torch.Tensor]:
     control = [getattr(field, n) for n in field.control_names if getattr(field, n).requires_grad]
     ids = {id(p) for p in control}
     return control + [p for p in field.parameters() if p.requires_grad and id(p) not in ids]
+
+
+def finish_backward(run, leaves: KnotLeaves, a: torch.Tensor, grad_out: torch.Tensor,
+                    position: dict[int, int]) -> tuple:
+    """Add the gradient of an output at t0 (if any), count the backward work, and return the
+    gradients in the order of ``autograd.Function.apply(run, y0, *trainable(field))``."""
+    if 0 in position:
+        a = a + grad_out[position[0]]
+    run.stats.backward.nfe += run.grid.steps * run.tableau.stages
+    run.stats.backward.accepted_steps += run.grid.steps
+    return (None, a, *leaves.grads())
