@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     if rank == 0:
         write_json_atomic(args.out / "metrics.json", metrics)
     if world > 1:
+        dist.barrier()  # tear gloo down together: a rank leaving early aborts its peer
         dist.destroy_process_group()
     return metrics
 

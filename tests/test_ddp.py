@@ -57,6 +57,7 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
         shard = _epoch_indices(len(y), 7, 0, True)
         torch.save({"params": [p.detach() for p in model.parameters()], "acc": acc, "shard": shard},
                    f"{out}/rank{rank}.pt")
+        dist.barrier()  # tear gloo down together: a rank leaving early aborts its peer
     finally:
         dist.destroy_process_group()
 
