@@ -33,7 +33,6 @@ class _FixedAdjoint(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         run: FixedRun = ctx.run
         (y,) = ctx.saved_tensors
-        position = {s: i for i, s in enumerate(run.out_steps)}
         leaves = KnotLeaves(run.field)
         thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
         stage_used: list[list[int]] = []  # per stage of the step being integrated, set in the loop
@@ -52,8 +51,7 @@ class _FixedAdjoint(torch.autograd.Function):
         a = torch.zeros_like(y)
         h = run.grid.h
         for j in reversed(range(run.grid.steps)):
-            if j + 1 in position:
-                a = a + grad_out[position[j + 1]]
+            a = run.add_output_grad(a, grad_out, j + 1)
             stage_grads.clear()
             with torch.enable_grad():
                 step_thetas = thetas[j]
@@ -67,7 +65,7 @@ class _FixedAdjoint(torch.autograd.Function):
                 f"the adjoint backward solve ({run.tableau.name}, {run.grid.steps} steps) became non-finite: "
                 "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
                 "contracts forward and expands backward); use gradient='checkpoint' or more steps")
-        return finish_backward(run, leaves, a, grad_out, position)
+        return finish_backward(run, leaves, run.add_output_grad(a, grad_out, 0))
 
 
 def solve_adjoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,11 @@ class _Checkpoint(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         run: FixedRun = ctx.run
         states = ctx.saved_tensors
-        position = {s: i for i, s in enumerate(run.out_steps)}
         leaves = KnotLeaves(run.field)
         thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots)
         a = torch.zeros_like(states[0])
         for j in reversed(range(run.grid.steps)):
-            if j + 1 in position:
-                a = a + grad_out[position[j + 1]]
+            a = run.add_output_grad(a, grad_out, j + 1)
             with torch.enable_grad():
                 step_thetas = thetas[j]
                 indices = leaves.used_by(step_thetas)
@@ -40,7 +38,7 @@ class _Checkpoint(torch.autograd.Function):
                 grads = torch.autograd.grad(y1, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
             a = grads[0]
             leaves.accumulate(grads[1:], indices=indices)
-        return finish_backward(run, leaves, a, grad_out, position)
+        return finish_backward(run, leaves, run.add_output_grad(a, grad_out, 0))
 
 
 def solve_checkpoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:

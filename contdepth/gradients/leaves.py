@@ -17,11 +17,11 @@ class KnotLeaves:
         self.names = [n for n in field.control_names if getattr(field, n).requires_grad]
         self.knots = [{name: getattr(field, name)[l].detach().requires_grad_(name in self.names)
                        for name in field.control_names} for l in range(field.grid.n)]
-        self.others = [p for p in trainable(field)[len(self.names):]]
+        self.others = trainable(field)[len(self.names):]
         self.inputs = [k[name] for k in self.knots for name in self.names] + self.others
         self.sums: list[torch.Tensor | None] = [None] * len(self.inputs)
         self._index = {id(x): i for i, x in enumerate(self.inputs)}
-        self._others = list(range(len(self.inputs) - len(self.others), len(self.inputs)))
+        self._other_indices = list(range(len(self.inputs) - len(self.others), len(self.inputs)))
 
     def used_by(self, thetas: list[dict[str, torch.Tensor]]) -> list[int]:
         """Positions in ``inputs`` that the stage parameters ``thetas`` can depend on.
@@ -37,7 +37,7 @@ class KnotLeaves:
                 if i is None:
                     return list(range(len(self.inputs)))
                 used[i] = None
-        return sorted(used) + self._others
+        return sorted(used) + self._other_indices
 
     def accumulate(self, grads, scale: float = 1.0, indices: list[int] | None = None) -> None:
         """Add ``scale * grads`` to the sums; ``grads[k]`` belongs to ``inputs[indices[k]]`` (default: all)."""
@@ -60,12 +60,9 @@ def trainable(field: ControlledField) -> list[torch.Tensor]:
     return control + [p for p in field.parameters() if p.requires_grad and id(p) not in ids]
 
 
-def finish_backward(run, leaves: KnotLeaves, a: torch.Tensor, grad_out: torch.Tensor,
-                    position: dict[int, int]) -> tuple:
-    """Add the gradient of an output at t0 (if any), count the backward work, and return the
-    gradients in the order of ``autograd.Function.apply(run, y0, *trainable(field))``."""
-    if 0 in position:
-        a = a + grad_out[position[0]]
+def finish_backward(run, leaves: KnotLeaves, a: torch.Tensor) -> tuple:
+    """Count the backward work of ``run`` and return dL/dy0 = ``a`` and the parameter gradients
+    in the order of ``autograd.Function.apply(run, y0, *trainable(field))``."""
     run.stats.backward.nfe += run.grid.steps * run.tableau.stages
     run.stats.backward.accepted_steps += run.grid.steps
     return (None, a, *leaves.grads())

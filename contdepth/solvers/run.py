@@ -19,6 +19,12 @@ class FixedRun:
     out_steps: list[int]
     stats: SolverStats
 
+    def add_output_grad(self, a: torch.Tensor, grad_out: torch.Tensor, step: int) -> torch.Tensor:
+        """a plus the gradient of the returned state at boundary ``step``, if that state is returned."""
+        if step in self.out_steps:
+            return a + grad_out[self.out_steps.index(step)]
+        return a
+
     def integrate(self, y0: torch.Tensor, knots: list[Theta], *, keep_all: bool = False):
         """March y0 over the state grid; return (states at ``out_steps``, all boundary states or None)."""
         thetas = self.grid.stage_thetas(self.field, self.tableau, knots)
