@@ -188,6 +188,25 @@ def landscape_contour(result: Landscape, *, ax: Axes | None = None, levels: int 
     return ax.figure
 
 
+def curves(series: dict[str, Sequence[float]], *, ax: Axes | None = None, xlabel: str = "epoch",
+           ylabel: str = "loss", log: bool = False, title: str | None = None) -> Figure:
+    """One line per entry of ``series`` (label -> values at x = 1, 2, ...), e.g. loss against epoch (seed 004 fig. 3.9)."""
+    if not isinstance(series, dict) or not series:
+        raise ValueError("series must be a non-empty dict label -> sequence of numbers")
+    ax = _axes(ax, figsize=(6, 4))
+    for label, values in series.items():
+        values = [float(v) for v in values]
+        ax.plot(range(1, len(values) + 1), values, lw=1, label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
 def panel_grid(n_rows: int, n_cols: int, draw: Callable[[Axes, int, int], None], *, size: float = 2.2,
                title: str | None = None, projection: str | None = None, ticks: bool = False) -> Figure:
     """An ``n_rows`` x ``n_cols`` grid of panels; ``draw(ax, i, j)`` fills panel (i, j) (seed 004 fig. 3.3)."""

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
 
 from .io import torch_save_atomic, write_json_atomic
 
@@ -166,6 +167,7 @@ def fit(
     eval_batch_size: int = 1000,
     shuffle: bool = True,
     clip_grad_norm: float | None = None,
+    transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``epochs`` epochs minimising ``loss_fn(model(x), y) + regularizer()``.
 
@@ -175,7 +177,9 @@ def fit(
     bit-identical to an uninterrupted run with the same ``seed``.  A fresh run seeds torch,
     numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch.
     ``log`` receives each epoch's record.  ``clip_grad_norm`` rescales the gradient to at most
-    that global 2-norm before each step.  Returns the history: per-epoch ``train_loss``
+    that global 2-norm before each step.  ``transform(x, y) -> (x, y)`` is applied to every
+    training batch (data augmentation, e.g. :func:`contdepth.data.random_rotation`); it should
+    draw from the global torch RNG, which is seeded and checkpointed.  Returns the history: per-epoch ``train_loss``
     (mean data loss, without the regulariser), ``train_reg``, ``train_acc``, ``eval_acc``
     (if ``eval_data``), ``epoch_wall_s``, plus ``wall_s`` (sum over all epochs, including
     those before a resume), ``epochs_run_now``, ``resumed_from_epoch``, ``steps``,
@@ -195,6 +199,8 @@ def fit(
         raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
     if regularizer is not None and not callable(regularizer):
         raise TypeError("regularizer must be callable() -> scalar tensor or None")
+    if transform is not None and not callable(transform):
+        raise TypeError("transform must be callable(x, y) -> (x, y) or None")
     n = _check_data(train_data, "train_data")
     if eval_data is not None:
         _check_data(eval_data, "eval_data")
@@ -231,19 +237,20 @@ def fit(
     resumed_from = start_epoch
 
     bs = n if batch_size is None else batch_size
+    show = progress and rank == 0
+    epoch_bar = tqdm(total=epochs, initial=start_epoch, desc="epochs", disable=not show)
     t_call = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         net.train()
         indices = _epoch_indices(n, seed, epoch, shuffle)
         sums = [0.0, 0.0, 0.0, 0.0]  # loss*count, reg*count, correct, count
-        bar = None
-        if progress and rank == 0:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=math.ceil(len(indices) / bs), desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        n_batches = math.ceil(len(indices) / bs)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False) if show and n_batches > 1 else None
         for xb, yb in _batches(train_data, indices, bs):
             xb, yb = xb.to(device), yb.to(device)
+            if transform is not None:
+                xb, yb = transform(xb, yb)
             optimizer.zero_grad(set_to_none=True)
             out = net(xb)
             loss = loss_fn(out, yb)
@@ -275,6 +282,8 @@ def fit(
         if eval_data is not None:
             history["eval_acc"].append(evaluate(raw, eval_data, batch_size=eval_batch_size, correct_fn=correct_fn))
         history["epoch_wall_s"].append(time.perf_counter() - t0)
+        epoch_bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", refresh=False)
+        epoch_bar.update(1)
         record = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items() if v}}
         if ckpt_path is not None and rank == 0:
             torch_save_atomic(
@@ -294,6 +303,7 @@ def fit(
             dist.barrier()
         if log is not None:
             log(record)
+    epoch_bar.close()
 
     return {
         **history,

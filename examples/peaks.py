@@ -21,7 +21,6 @@ writes DIR/metrics.json (atomically) and DIR/*.png.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -35,6 +34,8 @@ from contdepth.analysis import layer_spectra, loss_landscape, random_direction
 from contdepth.data import peaks
 from contdepth.io import write_json_atomic
 from contdepth.train import evaluate, fit
+
+from _cli import quick_out_threads  # examples/_cli.py
 
 WIDTH, N_CLASSES = 8, 5
 FULL = {
@@ -77,7 +78,7 @@ def train(net: PeaksNet, data, cfg: dict, *, progress: bool, log=None) -> dict:
     t = time.perf_counter()
     hist = fit(net, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                seed=0, progress=progress, log=log)
-    return {"wall_s": time.perf_counter() - t, "final_train_loss": hist["train_loss"][-1]}
+    return {"wall_s": time.perf_counter() - t, "final_train_loss": hist["train_loss"][-1], "train_loss": hist["train_loss"]}
 
 
 def accuracy_with(net: PeaksNet, data, *, method: str, steps: int | None, **tol) -> float:
@@ -198,10 +199,15 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
                 test_loss.append(float(F.cross_entropy(net(test_data[0]), test_data[1])))
         info = train(net, train_data, cfg, progress=progress, log=log)
         result[f"trained_{method}"] = {"test_acc": evaluate(net, test_data), "train_acc": evaluate(net, train_data),
-                                       "final_train_loss": info["final_train_loss"], "test_loss": test_loss,
+                                       "final_train_loss": info["final_train_loss"], "train_loss": info["train_loss"],
+                                       "test_loss": test_loss,
                                        "train_wall_s": info["wall_s"]}
         if method == "euler":
             euler_net = net
+    cplot.save(cplot.curves({f"{m} ({k} steps), {split}": result[f"trained_{m}"][f"{split}_loss"]
+                             for m, k in (("euler", n_euler), ("rk4", n_rk4)) for split in ("train", "test")},
+                            log=True, ylabel="cross entropy", title="trained with Euler vs RK4 with 4x the step"),
+               out / "peaks_rk4_vs_euler_curves.png")
     grid = torch.linspace(-cfg["landscape_range"], cfg["landscape_range"], cfg["landscape_points"])
     gen = torch.Generator().manual_seed(2)
     dirs = (random_direction(euler_net, generator=gen), random_direction(euler_net, generator=gen))
@@ -235,20 +241,13 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data, fewer epochs and depths (CI, < 2 min)")
-    parser.add_argument("--out", default="out/peaks", help="output folder for metrics.json and figures")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if args.quick else FULL
+    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/peaks", quick_help="smaller data, fewer epochs and depths (CI, < 2 min)")
+    cfg = QUICK if quick else FULL
     train_data, test_data = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
     cplot.save(cplot.scatter_classes(*train_data, s=3, title="peaks: training data"), out / "peaks_data.png")
-    progress = not args.quick
+    progress = not quick
     t0 = time.perf_counter()
-    metrics = {"quick": args.quick, "config": cfg, "n_train": len(train_data[1]), "n_test": len(test_data[1])}
+    metrics = {"quick": quick, "config": cfg, "n_train": len(train_data[1]), "n_test": len(test_data[1])}
     metrics["cross_eval"] = cross_evaluation(cfg, train_data, test_data, out, progress)
     metrics["stability"] = stability(cfg, train_data, test_data, out, progress)
     metrics["landscape"] = landscapes(cfg, train_data, test_data, out, progress)

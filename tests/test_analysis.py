@@ -195,6 +195,7 @@ def test_plot_functions_write_pngs(tmp_path):
         "eig": cplot.eigenvalues(spec.eigenvalues, methods=("euler", "rk4")),
         "land": cplot.landscape_contour(Landscape(g, g, 1 + a ** 2 + b ** 2), log=True),
         "grid": cplot.panel_grid(2, 3, lambda ax, i, j: ax.plot([i, j])),
+        "curves": cplot.curves({"euler": [1.0, 0.5, 0.2], "rk4": [0.9, 0.4, 0.1]}, log=True),
     }
     for name, fig in figures.items():
         path = cplot.save(fig, tmp_path / f"{name}.png")
@@ -203,5 +204,7 @@ def test_plot_functions_write_pngs(tmp_path):
         cplot.params_vs_layer(f, names=("kernel",))
     with pytest.raises(ValueError, match="ys"):
         cplot.trajectories(torch.zeros(3, 2, 5))
+    with pytest.raises(ValueError, match="series"):
+        cplot.curves({})
     with pytest.raises(ValueError, match="n_rows"):
         cplot.panel_grid(0, 1, lambda ax, i, j: None)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from contdepth.data import circles, peaks, peaks_function, peaks_grid
+from contdepth.data import circles, peaks, peaks_function, peaks_grid, random_rotation
 
 
 def test_circles_shapes_balance_and_determinism():
@@ -28,6 +28,22 @@ def test_circles_geometry():
     # radial spread of the noise is about the noise's standard deviation
     assert abs(float(r[y == 0].mean()) - 1.0) < 0.05 and abs(float(r[y == 1].mean()) - 2.0) < 0.05
     assert abs(float((r[y == 1] - 2.0).std()) - 0.2) < 0.02
+
+
+def test_random_rotation_keeps_radii_and_labels():
+    X, y = circles(4000, seed=2)
+    g = torch.Generator().manual_seed(0)
+    Xr, yr = random_rotation(X, y, generator=g)
+    assert yr is y and Xr.dtype == X.dtype and Xr.shape == X.shape
+    assert torch.allclose(Xr.norm(dim=1), X.norm(dim=1), atol=1e-5)
+    # angles are uniform: the rotated points' direction has mean ~0 and the change of angle covers the circle
+    change = torch.remainder(torch.atan2(Xr[:, 1], Xr[:, 0]) - torch.atan2(X[:, 1], X[:, 0]), 2 * math.pi)
+    assert float(Xr.mean(0).norm()) < 0.1
+    assert torch.histc(change, bins=8, min=0, max=2 * math.pi).min() > 400
+    Xr2, _ = random_rotation(X, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(Xr, Xr2)
+    with pytest.raises(ValueError, match="X"):
+        random_rotation(torch.zeros(5, 3), y[:5])
 
 
 @pytest.mark.parametrize("kwargs, exc", [({"n": 401}, ValueError), ({"n": 0}, ValueError), ({"n": 4.0}, TypeError),

@@ -31,7 +31,7 @@ def _params(m: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in m.parameters()]
 
 
-def _run(epochs, ckpt=None, fail_at_step=None, seed=3):
+def _run(epochs, ckpt=None, fail_at_step=None, seed=3, transform=None):
     m = _model()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
@@ -46,7 +46,7 @@ def _run(epochs, ckpt=None, fail_at_step=None, seed=3):
     res = fit(
         m, loss_fn, _data(), optimizer=opt, epochs=epochs, batch_size=20, checkpoint=ckpt,
         seed=seed, progress=False, eval_data=_data(40, 2), scheduler=sched,
-        regularizer=lambda: 1e-3 * sum((p**2).sum() for p in m.parameters()),
+        regularizer=lambda: 1e-3 * sum((p**2).sum() for p in m.parameters()), transform=transform,
     )
     return m, res
 
@@ -68,6 +68,49 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     # a different seed gives different weights (the check above is not vacuous)
     other, _ = _run(5, seed=4)
     assert not all(torch.equal(a, b) for a, b in zip(_params(ref), _params(other)))
+
+
+def _jitter(x, y):
+    return x + 0.1 * torch.randn_like(x), y
+
+
+def test_random_transform_resumes_bit_identically(tmp_path):
+    ref, _ = _run(4, transform=_jitter)
+    plain, _ = _run(4)
+    assert not all(torch.equal(a, b) for a, b in zip(_params(ref), _params(plain)))
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _run(4, ckpt, fail_at_step=13, transform=_jitter)
+    resumed, _ = _run(4, ckpt, transform=_jitter)
+    for a, b in zip(_params(ref), _params(resumed)):
+        assert torch.equal(a, b)
+
+
+def test_transform_is_applied_to_training_batches_only():
+    X, y = _data()
+    seen = []
+
+    def shift(xb, yb):
+        seen.append(len(xb))
+        return xb + 3.0, yb
+
+    def train(data, transform):
+        torch.manual_seed(0)
+        m = nn.Linear(4, 2)
+        hist = fit(m, nn.functional.cross_entropy, data, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), epochs=2,
+                   batch_size=32, progress=False, transform=transform, eval_data=(X, y))
+        return m, hist
+    a, hist_a = train((X, y), shift)
+    b, hist_b = train((X + 3.0, y), None)
+    assert seen == [32, 32, 32] * 2
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    assert hist_a["train_loss"] == hist_b["train_loss"]
+    # evaluation sees the data untransformed
+    assert hist_a["eval_acc"][-1] == evaluate(a, (X, y)) != evaluate(a, (X + 3.0, y))
+    with pytest.raises(TypeError, match="transform"):
+        fit(a, nn.functional.cross_entropy, (X, y), optimizer=torch.optim.SGD(a.parameters(), lr=0.1), epochs=1,
+            transform="rotate")
 
 
 def test_resume_with_wrong_seed_is_refused(tmp_path):

@@ -57,6 +57,23 @@ def circles(n: int = 400, *, noise: float = 0.2, ratio: float = 2.0, radius: flo
     return X.float(), y
 
 
+def random_rotation(X: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each 2-D point about the origin by its own uniform angle in [0, 2 pi); labels unchanged.
+
+    Data augmentation for rotation-invariant data such as :func:`circles` (seed 002 sec. 4 lists
+    augmentation among the regularisers). Made to be passed as ``contdepth.train.fit(...,
+    transform=random_rotation)``; angles come from ``generator`` or, by default, the global torch
+    RNG (which ``fit`` seeds and checkpoints, so resumed runs stay bit-identical).
+    """
+    if not isinstance(X, torch.Tensor) or X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"X must be a (N, 2) tensor of planar points, got "
+                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    angle = 2 * math.pi * torch.rand(len(X), generator=generator, dtype=X.dtype, device=X.device)
+    c, s = angle.cos(), angle.sin()
+    return torch.stack([c * X[:, 0] - s * X[:, 1], s * X[:, 0] + c * X[:, 1]], dim=1), y
+
+
 def peaks_function(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     """MATLAB ``peaks`` (seed 004 ch. 3): 3(1-x1)^2 e^{-x1^2-(x2+1)^2} - 10(x1/5 - x1^3 - x2^5) e^{-x1^2-x2^2} - 1/3 e^{-(x1+1)^2-x2^2}."""
     return (3 * (1 - x1) ** 2 * torch.exp(-x1 ** 2 - (x2 + 1) ** 2)
