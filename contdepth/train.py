@@ -108,6 +108,30 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 @torch.no_grad()
+def _score(model: nn.Module, data: Data, *, batch_size: int, correct_fn: Callable[[Tensor, Tensor], Tensor],
+           loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[float, float]:
+    """(accuracy, mean loss) of ``model`` on ``data`` in eval mode; the loss is nan without ``loss_fn``."""
+    n = _check_data(data, "data")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    rank, world = _dist()
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    correct, loss = 0.0, 0.0
+    try:
+        for xb, yb in _batches(data, range(rank, n, world), batch_size):
+            xb, yb = xb.to(device), yb.to(device)
+            out = model(xb)
+            correct += float(correct_fn(out, yb))
+            if loss_fn is not None:
+                loss += float(loss_fn(out, yb)) * yb.shape[0]
+    finally:
+        model.train(was_training)
+    correct, loss = _all_sum([correct, loss], device)
+    return correct / n, loss / n if loss_fn is not None else math.nan
+
+
 def evaluate(
     model: nn.Module,
     data: Data,
@@ -120,22 +144,7 @@ def evaluate(
     Under ``torch.distributed`` every rank scores a disjoint stride of the data and the counts
     are summed, so every rank returns the accuracy on the whole set.
     """
-    n = _check_data(data, "data")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    rank, world = _dist()
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    correct = 0.0
-    try:
-        for xb, yb in _batches(data, range(rank, n, world), batch_size):
-            xb, yb = xb.to(device), yb.to(device)
-            correct += float(correct_fn(model(xb), yb))
-    finally:
-        model.train(was_training)
-    (correct,) = _all_sum([correct], device)
-    return correct / n
+    return _score(model, data, batch_size=batch_size, correct_fn=correct_fn)[0]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -158,6 +167,7 @@ def fit(
     batch_size: int | None = None,
     regularizer: Callable[[], Tensor] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
     seed: int = 0,
     progress: bool = True,
     eval_data: Data | None = None,
@@ -173,15 +183,16 @@ def fit(
 
     ``batch_size=None`` is full-batch gradient descent.  ``checkpoint``: if the file exists the
     run resumes from it (model, optimizer, scheduler, RNG states, history, epoch); it is
-    rewritten atomically after every epoch, so an interrupted run, resumed, ends with weights
-    bit-identical to an uninterrupted run with the same ``seed``.  A fresh run seeds torch,
+    rewritten atomically every ``checkpoint_every`` epochs and after the last, so an interrupted
+    run, resumed, ends with weights bit-identical to an uninterrupted run with the same ``seed``.
+    A checkpoint of a different ``seed`` or of more than ``epochs`` epochs is refused.  A fresh run seeds torch,
     numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch.
     ``log`` receives each epoch's record.  ``clip_grad_norm`` rescales the gradient to at most
     that global 2-norm before each step.  ``transform(x, y) -> (x, y)`` is applied to every
     training batch (data augmentation, e.g. :func:`contdepth.data.random_rotation`); it should
     draw from the global torch RNG, which is seeded and checkpointed.  Returns the history: per-epoch ``train_loss``
-    (mean data loss, without the regulariser), ``train_reg``, ``train_acc``, ``eval_acc``
-    (if ``eval_data``), ``epoch_wall_s``, plus ``wall_s`` (sum over all epochs, including
+    (mean data loss, without the regulariser), ``train_reg``, ``train_acc``, ``eval_acc`` and
+    ``eval_loss`` (if ``eval_data``), ``epoch_wall_s``, plus ``wall_s`` (sum over all epochs, including
     those before a resume), ``epochs_run_now``, ``resumed_from_epoch``, ``steps``,
     ``train_images`` (samples seen per epoch over all ranks).
     """
@@ -195,6 +206,8 @@ def fit(
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None (full batch), got {batch_size!r}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
         raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
     if regularizer is not None and not callable(regularizer):
@@ -213,7 +226,7 @@ def fit(
     raw = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
     history: dict[str, list[float]] = {
-        "train_loss": [], "train_reg": [], "train_acc": [], "eval_acc": [], "epoch_wall_s": []
+        "train_loss": [], "train_reg": [], "train_acc": [], "eval_acc": [], "eval_loss": [], "epoch_wall_s": []
     }
     start_epoch, steps = 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
@@ -223,12 +236,15 @@ def fit(
             raise ValueError(
                 f"checkpoint {ckpt_path} was written with seed={state.get('seed')}, not seed={seed}"
             )
+        if state["epoch"] > epochs:
+            raise ValueError(f"checkpoint {ckpt_path} has already run {state['epoch']} epochs, more than "
+                             f"epochs={epochs}; delete it to start again")
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        history = state["history"]
+        history = {**history, **state["history"]}
         start_epoch, steps = state["epoch"], state["steps"]
     else:
         torch.manual_seed(seed)
@@ -280,12 +296,14 @@ def fit(
         history["train_reg"].append(reg_sum / count)
         history["train_acc"].append(correct / count)
         if eval_data is not None:
-            history["eval_acc"].append(evaluate(raw, eval_data, batch_size=eval_batch_size, correct_fn=correct_fn))
+            acc, eval_loss = _score(raw, eval_data, batch_size=eval_batch_size, correct_fn=correct_fn, loss_fn=loss_fn)
+            history["eval_acc"].append(acc)
+            history["eval_loss"].append(eval_loss)
         history["epoch_wall_s"].append(time.perf_counter() - t0)
         epoch_bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", refresh=False)
         epoch_bar.update(1)
         record = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items() if v}}
-        if ckpt_path is not None and rank == 0:
+        if ckpt_path is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
             torch_save_atomic(
                 ckpt_path,
                 {

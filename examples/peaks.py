@@ -17,7 +17,9 @@ grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (
 
     python examples/peaks.py [--quick] [--out DIR]
 
-writes DIR/metrics.json (atomically) and DIR/*.png.
+writes DIR/metrics.json (atomically) and DIR/*.png. Every trained net is checkpointed in
+DIR/checkpoints/ (every 5 epochs and at the end): an interrupted run resumes where it stopped, and a
+finished one re-makes its figures and metrics without training again (delete the folder to retrain).
 """
 from __future__ import annotations
 
@@ -39,12 +41,12 @@ from _cli import quick_out_threads  # examples/_cli.py
 
 WIDTH, N_CLASSES = 8, 5
 FULL = {
-    "per_class": 1000, "epochs": 60, "batch_size": 250, "lr": 1e-2,
+    "mode": "full", "per_class": 1000, "epochs": 60, "batch_size": 250, "lr": 1e-2,
     "state_layers": [8, 16, 32, 64, 128, 256], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
     "landscape_points": 41, "landscape_range": 1.0, "dopri5": True,
 }
 QUICK = {
-    "per_class": 200, "epochs": 25, "batch_size": 250, "lr": 1e-2,
+    "mode": "quick", "per_class": 200, "epochs": 25, "batch_size": 250, "lr": 1e-2,
     "state_layers": [8, 32, 128], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
     "landscape_points": 11, "landscape_range": 1.0, "dopri5": True,
 }
@@ -73,12 +75,14 @@ def make_net(seed: int, **kwargs) -> PeaksNet:
     return PeaksNet(**kwargs)
 
 
-def train(net: PeaksNet, data, cfg: dict, *, progress: bool, log=None) -> dict:
+def train(net: PeaksNet, data, cfg: dict, out: Path, name: str, *, progress: bool, eval_data=None) -> dict:
+    """Adam on cross entropy; resumes from / checkpoints to ``out/checkpoints/MODE-NAME.pt``."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    t = time.perf_counter()
     hist = fit(net, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-               seed=0, progress=progress, log=log)
-    return {"wall_s": time.perf_counter() - t, "final_train_loss": hist["train_loss"][-1], "train_loss": hist["train_loss"]}
+               seed=0, progress=progress, eval_data=eval_data,
+               checkpoint=out / "checkpoints" / f"{cfg['mode']}-{name}.pt", checkpoint_every=5)
+    return {"wall_s": hist["wall_s"], "final_train_loss": hist["train_loss"][-1], "train_loss": hist["train_loss"],
+            "eval_loss": hist["eval_loss"]}
 
 
 def accuracy_with(net: PeaksNet, data, *, method: str, steps: int | None, **tol) -> float:
@@ -108,7 +112,7 @@ def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> d
     nets, walls = {}, {}
     for n in counts:
         net = make_net(0, T=20.0, control=16, steps=n)
-        walls[n] = train(net, train_data, cfg, progress=progress)["wall_s"]
+        walls[n] = train(net, train_data, cfg, out, f"cross_eval_{n}", progress=progress)["wall_s"]
         nets[n] = net
         print(f"(a) trained at {n} state layers: test {evaluate(net, test_data):.3f} ({walls[n]:.1f} s)")
     test_acc = [[accuracy_with(nets[i], test_data, method="euler", steps=j) for j in counts] for i in counts]
@@ -136,7 +140,7 @@ def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
     probe = train_data[0][:20]
     for n in cfg["eig_layers"]:
         net = make_net(0, T=10.0, control=n, steps=n)
-        wall = train(net, train_data, cfg, progress=progress)["wall_s"]
+        wall = train(net, train_data, cfg, out, f"stability_{n}", progress=progress)["wall_s"]
         spec = layer_spectra(net.field, net.lift(probe), steps=n)
         shown = list(range(n)) if n <= 16 else list(range(0, n, n // 16))
         side = 4 if len(shown) <= 16 else 6
@@ -172,7 +176,7 @@ def landscapes(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
     result = {"T": 5.0, "points": k, "range": cfg["landscape_range"], "nets": {}}
     for n in cfg["landscape_layers"]:
         net = make_net(0, T=5.0, control=n, steps=n)
-        wall = train(net, train_data, cfg, progress=progress)["wall_s"]
+        wall = train(net, train_data, cfg, out, f"landscape_{n}", progress=progress)["wall_s"]
         t = time.perf_counter()
         land = loss_landscape(net, lambda m: F.cross_entropy(m(train_data[0]), train_data[1]),
                               alphas=grid, betas=grid, seed=1)
@@ -192,16 +196,10 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
     result = {"T": 10.0, "control_layers": 8, "euler_steps": n_euler, "rk4_steps": n_rk4}
     for method, steps in (("euler", n_euler), ("rk4", n_rk4)):
         net = make_net(0, T=10.0, control=8, steps=steps, method=method)
-        test_loss = []
-
-        def log(record, net=net):
-            with torch.no_grad():
-                test_loss.append(float(F.cross_entropy(net(test_data[0]), test_data[1])))
-        info = train(net, train_data, cfg, progress=progress, log=log)
+        info = train(net, train_data, cfg, out, f"trained_{method}", progress=progress, eval_data=test_data)
         result[f"trained_{method}"] = {"test_acc": evaluate(net, test_data), "train_acc": evaluate(net, train_data),
                                        "final_train_loss": info["final_train_loss"], "train_loss": info["train_loss"],
-                                       "test_loss": test_loss,
-                                       "train_wall_s": info["wall_s"]}
+                                       "test_loss": info["eval_loss"], "train_wall_s": info["wall_s"]}
         if method == "euler":
             euler_net = net
     cplot.save(cplot.curves({f"{m} ({k} steps), {split}": result[f"trained_{m}"][f"{split}_loss"]

@@ -43,6 +43,12 @@ def test_circles_quick(tmp_path):
     # within half a point of the near-Bayes radial rule in expectation
     assert m["model2"]["augmentation"] == "random_rotation" and m["model2"]["test_acc"] >= 0.99
     assert m["model2"]["expected_acc"] >= m["radial_rule"]["expected_acc"] - 0.005
+    # a second run resumes every model from its finished checkpoint: same metrics, no training
+    (tmp_path / "metrics.json").unlink()
+    again = run_example("circles", tmp_path)
+    for key in ("model1", "model2", "model2_no_augmentation"):
+        assert again[key] == m[key]
+    assert again["wall_s"] < m["wall_s"]
     check_pngs(tmp_path, ["data.png", "training_loss.png"] + [f"model{i}_{f}.png" for i in (1, 2)
                                                               for f in ("output", "trajectory", "params", "boundary")])
 

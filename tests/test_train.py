@@ -31,7 +31,7 @@ def _params(m: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in m.parameters()]
 
 
-def _run(epochs, ckpt=None, fail_at_step=None, seed=3, transform=None):
+def _run(epochs, ckpt=None, fail_at_step=None, seed=3, transform=None, every=1):
     m = _model()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
@@ -44,7 +44,7 @@ def _run(epochs, ckpt=None, fail_at_step=None, seed=3, transform=None):
         return nn.functional.cross_entropy(out, y)
 
     res = fit(
-        m, loss_fn, _data(), optimizer=opt, epochs=epochs, batch_size=20, checkpoint=ckpt,
+        m, loss_fn, _data(), optimizer=opt, epochs=epochs, batch_size=20, checkpoint=ckpt, checkpoint_every=every,
         seed=seed, progress=False, eval_data=_data(40, 2), scheduler=sched,
         regularizer=lambda: 1e-3 * sum((p**2).sum() for p in m.parameters()), transform=transform,
     )
@@ -108,16 +108,36 @@ def test_transform_is_applied_to_training_batches_only():
     assert hist_a["train_loss"] == hist_b["train_loss"]
     # evaluation sees the data untransformed
     assert hist_a["eval_acc"][-1] == evaluate(a, (X, y)) != evaluate(a, (X + 3.0, y))
+    with torch.no_grad():
+        assert hist_a["eval_loss"][-1] == pytest.approx(float(nn.functional.cross_entropy(a(X), y)), rel=1e-6)
     with pytest.raises(TypeError, match="transform"):
         fit(a, nn.functional.cross_entropy, (X, y), optimizer=torch.optim.SGD(a.parameters(), lr=0.1), epochs=1,
             transform="rotate")
 
 
-def test_resume_with_wrong_seed_is_refused(tmp_path):
+def test_resume_with_wrong_seed_or_fewer_epochs_is_refused(tmp_path):
     ckpt = tmp_path / "run.pt"
-    _run(1, ckpt)
+    _run(2, ckpt)
     with pytest.raises(ValueError, match="seed"):
-        _run(2, ckpt, seed=99)
+        _run(3, ckpt, seed=99)
+    with pytest.raises(ValueError, match="epochs=1"):
+        _run(1, ckpt)
+
+
+def test_checkpoint_every_n_epochs_and_the_last(tmp_path):
+    ref, ref_res = _run(5)
+    ckpt = tmp_path / "run.pt"
+    # 5 batches per epoch: step 23 is in epoch 5; with every=3 the last checkpoint is after epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        _run(5, ckpt, fail_at_step=23, every=3)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 3
+    resumed, res = _run(5, ckpt, every=3)
+    assert res["resumed_from_epoch"] == 3 and torch.load(ckpt, weights_only=False)["epoch"] == 5
+    for a, b in zip(_params(ref), _params(resumed)):
+        assert torch.equal(a, b)
+    assert res["eval_loss"] == ref_res["eval_loss"] and len(res["eval_loss"]) == 5
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        _run(1, tmp_path / "other.pt", every=0)
 
 
 def test_full_batch_is_gradient_descent_on_whole_set():
