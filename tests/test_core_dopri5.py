@@ -1,4 +1,5 @@
 """Adaptive dopri5 on piecewise-constant theta: declaring the knots as jumps saves work."""
+import pytest
 import torch
 
 import contdepth as cd
@@ -50,3 +51,13 @@ def test_t_eval_returns_states_at_times():
     assert ys.shape == (4, 3, 2)
     fine = cd.odesolve(field, y0, method="rk4", steps=8 * 128, t_eval=ts)
     assert torch.allclose(ys, fine, atol=1e-7)
+
+
+def test_adjoint_backward_failure_is_a_solver_error():
+    """The forward solve is fine; a NaN loss gradient makes the adjoint state non-finite, and
+    torchdiffeq's bare AssertionError inside backward() becomes a SolverError naming the solve."""
+    field = jumpy_field()
+    y1 = cd.odesolve(field, torch.randn(3, 2, dtype=DT), method="dopri5", gradient="adjoint")
+    with pytest.raises(cd.SolverError, match="adjoint backward solve") as err:
+        (y1.sum() * float("nan")).backward()
+    assert isinstance(err.value.__cause__, AssertionError)
