@@ -97,13 +97,24 @@ def radial_rule_accuracy(data) -> float:
     return float(((X.norm(dim=1) > BAYES_RADIUS).long() == y).double().mean())
 
 
+def fit_circles(model: nn.Module, loss_fn, correct_fn, data, *, epochs: int, lr: float, batch_size: int | None,
+                clip_grad_norm: float | None, augment: bool, optimizer: str = "sgd", lam: float = LAMBDA, seed: int = 0,
+                checkpoint: Path | None = None, progress: bool = False) -> dict:
+    """Loss eq. 113 (``loss_fn`` + lam * smoothness), SGD with momentum 0.9 (or Adam) and a cosine-annealed
+    learning rate; random-rotation augmentation if ``augment``. Returns ``fit``'s history."""
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    return fit(model, loss_fn, data, optimizer=opt, epochs=epochs, batch_size=batch_size,
+               regularizer=lambda: lam * cd.smoothness(model.field),
+               scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs), correct_fn=correct_fn,
+               seed=seed, progress=progress, clip_grad_norm=clip_grad_norm, transform=random_rotation if augment else None,
+               checkpoint=checkpoint, checkpoint_every=max(1, epochs // 100))
+
+
 def train(model: nn.Module, loss_fn, correct_fn, data, test, expected, checkpoint: Path, *, epochs: int, lr: float,
           batch_size: int | None, clip_grad_norm: float | None, augment: bool, progress: bool) -> dict:
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    hist = fit(model, loss_fn, data, optimizer=opt, epochs=epochs, batch_size=batch_size, regularizer=lambda: LAMBDA * cd.smoothness(model.field),
-               scheduler=sched, correct_fn=correct_fn, seed=0, progress=progress, clip_grad_norm=clip_grad_norm,
-               transform=random_rotation if augment else None, checkpoint=checkpoint, checkpoint_every=max(1, epochs // 100))
+    hist = fit_circles(model, loss_fn, correct_fn, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                       clip_grad_norm=clip_grad_norm, augment=augment, checkpoint=checkpoint, progress=progress)
     return {
         "train_acc": evaluate(model, data, correct_fn=correct_fn),
         "test_acc": evaluate(model, test, correct_fn=correct_fn),

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-import contdepth as cd
-from contdepth.data import circles, random_rotation
+from contdepth.data import circles
 from contdepth.io import write_json_atomic
-from contdepth.train import evaluate, fit
+from contdepth.train import evaluate
 
 from _cli import quick_out_threads  # examples/_cli.py
-from circles import EXPECTED_N, EXPECTED_SEED, LAMBDA, TRAIN_SEED, Model2, model2_correct, model2_loss
+from circles import EXPECTED_N, EXPECTED_SEED, LAMBDA, TRAIN_SEED, Model2, fit_circles, model2_correct, model2_loss
 
 SWEEP = [  # (batch size or None = full batch, epochs, lr, clip_grad_norm)
     (50, 300, 1e-2, None), (50, 300, 3e-3, None), (50, 300, 1e-2, 1.0), (50, 1000, 1e-2, 1.0), (50, 300, 3e-2, 1.0),
@@ -37,12 +34,8 @@ EXTRA_SEEDS = (1, 2, 3, 4)
 def train_model2(data, *, optimizer: str, epochs: int, lr: float, batch_size: int | None, clip: float | None,
                  augment: bool, lam: float = LAMBDA, seed: int = 0) -> Model2:
     model = Model2()
-    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
-           else torch.optim.Adam(model.parameters(), lr=lr))
-    fit(model, model2_loss, data, optimizer=opt, epochs=epochs, batch_size=batch_size,
-        regularizer=lambda: lam * cd.smoothness(model.field), scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs),
-        correct_fn=model2_correct, seed=seed, progress=False, clip_grad_norm=clip,
-        transform=random_rotation if augment else None)
+    fit_circles(model, model2_loss, model2_correct, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                clip_grad_norm=clip, augment=augment, optimizer=optimizer, lam=lam, seed=seed)
     return model
 
 
@@ -58,15 +51,14 @@ def main() -> None:
 
     sweep = []
     for bs, epochs, lr, clip in [(bs, e // 10, lr, clip) for bs, e, lr, clip in SWEEP[:1]] if quick else SWEEP:
-        setting = {"batch_size": bs or 400, "epochs": epochs, "lr": lr, "clip_grad_norm": clip}
+        setting = {"batch_size": bs, "epochs": epochs, "lr": lr, "clip_grad_norm": clip}  # batch_size None: full batch
         runs = [scores(train_model2(data, optimizer="sgd", epochs=epochs, lr=lr, batch_size=bs, clip=clip, augment=True))]
         sweep.append({**setting, "runs": runs})
         print(setting, runs[0])
     best = sorted(sweep, key=lambda r: -r["runs"][0]["val_acc"])[:2]
     for r in best:
         for seed in EXTRA_SEEDS[:1] if quick else EXTRA_SEEDS:
-            bs = None if r["batch_size"] == 400 else r["batch_size"]
-            r["runs"].append(scores(train_model2(data, optimizer="sgd", epochs=r["epochs"], lr=r["lr"], batch_size=bs,
+            r["runs"].append(scores(train_model2(data, optimizer="sgd", epochs=r["epochs"], lr=r["lr"], batch_size=r["batch_size"],
                                                  clip=r["clip_grad_norm"], augment=True, seed=seed)))
         r["mean_val_acc"] = sum(x["val_acc"] for x in r["runs"]) / len(r["runs"])
         print("re-run", {k: v for k, v in r.items() if k != "runs"})

@@ -60,19 +60,20 @@ class _Adjoint(torch.autograd.Function):
             inner_y0 = y0.detach().requires_grad_(y0.requires_grad)
             ys = odeint_adjoint(func, inner_y0, ts, rtol=rtol, atol=atol, method="dopri5", options=options,
                                 adjoint_options=dict(options), adjoint_params=params)
-        ctx.settings = f"rtol={rtol}, atol={atol} on [t0, t1] = [{ts[0].item()}, {ts[-1].item()}]"
-        ctx.save_for_backward(ys, inner_y0 if inner_y0.requires_grad else None, *params)
+        ctx.rtol, ctx.atol = rtol, atol
+        ctx.save_for_backward(ts, ys, inner_y0 if inner_y0.requires_grad else None, *params)
         return ys.detach()
 
     @staticmethod
     def backward(ctx, grad_ys: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ys, y0, *params = ctx.saved_tensors
+        ts, ys, y0, *params = ctx.saved_tensors
         needed = ctx.needs_input_grad[5:]
         try:  # the inner graph lives as long as this node's saved tensors: retain_graph is the caller's
             grads = iter(torch.autograd.grad(ys, [x for x, n in zip([y0, *params], needed) if n], grad_ys,
                                              retain_graph=True, allow_unused=True))
         except AssertionError as err:
-            raise SolverError(f"dopri5 adjoint backward solve failed with {ctx.settings}: {err} (the backward "
+            raise SolverError(f"dopri5 adjoint backward solve failed with rtol={ctx.rtol}, atol={ctx.atol} on "
+                              f"[t0, t1] = [{ts[0].item()}, {ts[-1].item()}]: {err} (the backward "
                               "ODE for y and a = dL/dy became non-finite: a non-finite loss gradient, a field "
                               "unstable backward in time, or tolerances too tight for the dtype)") from err
         return (None,) * 5 + tuple(next(grads) if n else None for n in needed)
