@@ -13,7 +13,9 @@ Every runner is a zero-argument callable doing a full training step on the same 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Callable
 
 import torch
@@ -21,7 +23,6 @@ from torchdiffeq import odeint, odeint_adjoint
 
 import contdepth as cd
 from contdepth.solvers import FIXED_STEP
-from contdepth.solvers.fixed import StateGrid
 
 Runner = Callable[[], None]
 
@@ -83,17 +84,31 @@ def ours(case: Case) -> Runner:
 
 
 def stage_cells(case: Case) -> list[list[int]]:
-    """The control cell of every stage of every step, exactly as contdepth chooses it."""
-    grid, tableau = StateGrid(case.field.grid.t0, case.field.grid.t1, case.steps), FIXED_STEP[case.method]
-    return [[grid.stage_cell(case.field, j, c, reverse=False) for c in tableau.c] for j in range(case.steps)]
+    """The control cell of every stage of every step, by exact rational arithmetic (written
+    independently of contdepth's engine): a stage at fraction c < 1 of step j uses the cell
+    containing (j + c) n / steps; the stage at the step's end (c = 1) the cell it ends in."""
+    n, steps = case.field.grid.n, case.steps
+    cells = []
+    for j in range(steps):
+        row = []
+        for c in FIXED_STEP[case.method].c:
+            p = (j + Fraction(c)) * n / steps
+            row.append(min(math.floor(p) if c < 1 else math.ceil(p) - 1, n - 1))
+        cells.append(row)
+    return cells
 
 
 def hand_loop(case: Case, cells: list[list[int]]) -> torch.Tensor:
     """The hand-written Euler or classical RK4 loop: the state at t1, differentiable by autograd."""
     f = case.field
     h = (f.grid.t1 - f.grid.t0) / case.steps
-    names, F = f.control_names, f.vector_field
+    names = f.control_names
     knots = [dict(zip(names, values)) for values in zip(*(getattr(f, n).unbind(0) for n in names))]
+    t = torch.zeros((), dtype=case.x.dtype)  # the built-in fields depend on t only through theta
+
+    def F(y: torch.Tensor, theta: dict) -> torch.Tensor:
+        return f.vector_field(t, y, theta)
+
     y = case.x
     if case.method == "euler":
         for (c0,) in cells:

@@ -6,8 +6,8 @@ from .errors import SolverError
 from .fields.base import smoothness
 from .grid import ControlGrid
 from .solution import Solution, SolverStats, StepCounts
-from .solve import odesolve, solve
+from .solve import odeint, odeint_adjoint, odesolve, solve
 
-__version__ = "0.1.0"
-__all__ = ["ControlGrid", "fields", "odesolve", "solve", "ODEBlock", "Solution", "SolverStats", "StepCounts",
-           "SolverError", "smoothness"]
+__version__ = "0.2.0.dev0"
+__all__ = ["ControlGrid", "fields", "odeint", "odeint_adjoint", "odesolve", "solve", "ODEBlock", "Solution",
+           "SolverStats", "StepCounts", "SolverError", "smoothness"]

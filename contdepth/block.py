@@ -1,34 +1,49 @@
-"""``ODEBlock``: a continuous-depth layer x -> psi(t1) for use inside ordinary networks."""
+"""``ODEBlock``: a continuous-depth layer x -> y(t1) for use inside ordinary networks."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .fields.base import ControlledField
+from .errors import check_choice, check_positive_int
+from .gradients import GRADIENTS
 from .solution import SolverStats
 from .solve import solve
+from .solvers import get_stepper
 
 
 class ODEBlock(nn.Module):
-    """Maps x to the solution at t1 of dpsi/dt = F(psi, theta(t)), psi(t0) = x.
+    """Maps x to the solution at t1 of dy/dt = f(t, y), y(t0) = x, for any field f.
 
     ``method``, ``steps``, ``gradient``, ``rtol`` and ``atol`` are plain attributes: change them
-    after training to evaluate the same field with another integrator or depth.
+    after training to evaluate the same field with another integrator or depth. ``t0``/``t1``
+    default to a ControlledField's control grid and are required for any other field.
     ``stats`` holds the :class:`SolverStats` of the last call.
     """
 
-    def __init__(self, field: ControlledField, *, method: str = "rk4", steps: int | None = None,
-                 gradient: str = "backprop", rtol: float = 1e-6, atol: float = 1e-8) -> None:
+    def __init__(self, field: Callable, *, t0: float | None = None, t1: float | None = None, method="rk4",
+                 steps: int | None = None, gradient: str = "backprop", rtol: float = 1e-6,
+                 atol: float = 1e-8) -> None:
         super().__init__()
-        if not isinstance(field, ControlledField):
-            raise TypeError(f"field must be a contdepth ControlledField, got {type(field).__name__}")
+        if not callable(field):
+            raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
+        if not hasattr(field, "make_term") and (t0 is None or t1 is None):
+            raise ValueError(f"t0 and t1 are required for a field without a control grid ({type(field).__name__})")
+        stepper = get_stepper(method)
+        check_choice("gradient", gradient, GRADIENTS)
+        if steps is not None:
+            check_positive_int("steps", steps)
+        if getattr(stepper, "adaptive", False) and steps is not None:
+            raise ValueError(f"steps is for fixed-step methods, got steps={steps} with method={method!r}")
         self.field = field
+        self.t0, self.t1 = t0, t1
         self.method, self.steps, self.gradient, self.rtol, self.atol = method, steps, gradient, rtol, atol
         self.stats: SolverStats | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sol = solve(self.field, x, method=self.method, steps=self.steps, gradient=self.gradient,
-                    rtol=self.rtol, atol=self.atol)
+        sol = solve(self.field, x, t0=self.t0, t1=self.t1, method=self.method, steps=self.steps,
+                    gradient=self.gradient, rtol=self.rtol, atol=self.atol)
         self.stats = sol.stats
         return sol.y1
 

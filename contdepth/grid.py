@@ -10,10 +10,9 @@ walks its own state grid. Two interpolations:
 """
 from __future__ import annotations
 
-import bisect
 import math
-from dataclasses import dataclass
 from fractions import Fraction
+from dataclasses import dataclass
 
 import torch
 
@@ -43,7 +42,6 @@ class ControlGrid:
         check_choice("ControlGrid interp", self.interp, INTERPOLATIONS)
         if self.interp == "linear" and self.n < 2:
             raise ValueError(f"ControlGrid n must be >= 2 for interp='linear', got {self.n}")
-        object.__setattr__(self, "_bounds", self.knot_times()[1:])
 
     @property
     def intervals(self) -> int:
@@ -64,24 +62,22 @@ class ControlGrid:
         """Interior times where theta(t) is discontinuous (none for linear interpolation)."""
         return self.knot_times()[1:] if self.interp == "constant" else []
 
-    def position(self, t: float | Fraction) -> Fraction:
-        """Exact position of ``t`` in units of knot intervals from t0.
+    def cell(self, t: float, side: int = 1) -> int:
+        """The interval whose theta holds at ``t``, clamped to [0, intervals - 1].
 
-        A float within 1e-9 intervals of a knot is taken to be that knot: ``t1=0.4`` on a grid
-        with knots at multiples of 0.4 means the knot, not the float 0.4000000000000000222.
+        Off a knot, the interval containing t. On a knot (a float within 1e-9 intervals of one:
+        ``t1=0.4`` on knots at multiples of 0.4 means the knot), the interval to its right for
+        ``side=+1`` and to its left for ``side=-1``: a solver stage sees the theta of the step it
+        lies in (see :mod:`contdepth.solvers.rk`).
         """
-        span = Fraction(self.t1) - Fraction(self.t0)
-        p = (Fraction(t) - Fraction(self.t0)) * self.intervals / span
+        p = (t - self.t0) / self.dt
         knot = round(p)
-        return Fraction(knot) if abs(p - knot) <= Fraction(1, 10 ** 9) else p
+        c = (knot if side > 0 else knot - 1) if abs(p - knot) <= 1e-9 else math.floor(p)
+        return min(max(c, 0), self.intervals - 1)
 
-    def cell(self, t: float) -> int:
-        """Interval containing ``t`` (right-continuous; clamped to [0, intervals - 1])."""
-        return min(bisect.bisect_right(self._bounds, t), self.intervals - 1)
-
-    def weights(self, t: float) -> tuple[int, int, float]:
+    def weights(self, t: float, side: int = 1) -> tuple[int, int, float]:
         """Linear interpolation (l, l + 1, w) with theta(t) = (1 - w) theta_l + w theta_{l+1}."""
-        l = self.cell(t)
+        l = self.cell(t, side)
         w = (t - self.t0) / self.dt - l
         return l, min(l + 1, self.n - 1), min(max(w, 0.0), 1.0)
 

@@ -31,13 +31,18 @@ class SolverStats:
 
 @dataclass
 class Solution:
-    """``ys[i]`` is the state at ``ts[i]``; ``stats`` fills its backward counts after ``backward()``."""
+    """``ys[i]`` is the state at ``ts[i]`` (for a tuple state, ``ys`` is a tuple of such stacks);
+    ``stats`` fills its backward counts after ``backward()``."""
 
     ts: torch.Tensor
-    ys: torch.Tensor
+    ys: torch.Tensor | tuple
     stats: SolverStats
 
     @property
-    def y1(self) -> torch.Tensor:
+    def y1(self) -> torch.Tensor | tuple:
         """The state at the last requested time."""
-        return self.ys[-1]
+        return _last(self.ys)
+
+
+def _last(ys):
+    return ys[-1] if isinstance(ys, torch.Tensor) else tuple(_last(y) for y in ys)

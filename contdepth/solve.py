@@ -1,111 +1,232 @@
-"""``solve`` / ``odesolve``: integrate a field over [t0, t1] with a chosen method and gradient method."""
+"""The public solve functions: ``solve`` / ``odesolve`` (contdepth's own), and ``odeint`` /
+``odeint_adjoint`` (torchdiffeq 0.2.5's signature and semantics). All four build one
+:class:`~contdepth.solvers.engine.Problem` and hand it to a gradient method."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from .errors import check_choice, check_positive_int
-from .fields.base import ControlledField
-from .gradients import FIXED_STEP_GRADIENTS, GRADIENTS
+from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
-from .solvers import FIXED_STEP, METHODS
-from .solvers.dopri5 import solve_dopri5
-from .solvers.fixed import StateGrid
-from .solvers.run import FixedRun
+from .solvers import Adaptive, FixedGrid, get_stepper
+from .solvers.engine import AdjointConfig, Problem
+from .terms import as_term
+from .tree import State, all_finite, leaves, rebuild
+
+FIXED_OPTIONS = ("step_size",)
+ADAPTIVE_OPTIONS = ("first_step", "max_num_steps", "jump_t", "safety", "ifactor", "dfactor", "beta")
+NORMS = ("default", "seminorm")
 
 
-def _check_tolerance(name: str, value: float) -> float:
+def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
         raise ValueError(f"{name} must be a positive finite float, got {value!r}")
     return float(value)
 
 
-def _interval(field: ControlledField, t0: float | None, t1: float | None) -> tuple[float, float]:
-    grid = field.grid
-    t0 = grid.t0 if t0 is None else float(t0)
-    t1 = grid.t1 if t1 is None else float(t1)
-    if not t1 > t0:
-        raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}")
-    if t0 < grid.t0 or t1 > grid.t1:
-        raise ValueError(f"[t0, t1] = [{t0}, {t1}] must lie inside the control grid [{grid.t0}, {grid.t1}]")
-    return t0, t1
-
-
-def _eval_times(t_eval, t0: float, t1: float) -> list[float]:
-    values = [float(t) for t in (t_eval.tolist() if isinstance(t_eval, torch.Tensor) else t_eval)]
-    if not values or any(b <= a for a, b in zip(values, values[1:])):
-        raise ValueError(f"t_eval must be a non-empty, strictly increasing sequence, got {values}")
-    if values[0] < t0 or values[-1] > t1:
-        raise ValueError(f"t_eval must lie in [t0, t1] = [{t0}, {t1}], got {values[0]} .. {values[-1]}")
-    return values
-
-
-def _step_indices(grid: StateGrid, times: list[float]) -> list[int]:
-    indices = []
-    for t in times:
-        j = round((t - grid.t0) / grid.h)
-        if abs(grid.time(j) - t) > 1e-9 * max(1.0, abs(t)):
-            raise ValueError(f"t_eval={t} is not a step boundary of the fixed-step grid "
-                             f"(t0={grid.t0}, h={grid.h}); fixed-step methods return states at step boundaries")
-        indices.append(j)
-    return indices
-
-
-def solve(field: ControlledField, y0: torch.Tensor, *, method: str = "rk4", steps: int | None = None,
-          t0: float | None = None, t1: float | None = None, gradient: str = "backprop",
-          rtol: float = 1e-6, atol: float = 1e-8, t_eval: Sequence[float] | torch.Tensor | None = None,
-          declare_jumps: bool = True) -> Solution:
-    """Solve dpsi/dt = F(psi, theta(t)), psi(t0) = y0, and return a :class:`Solution`.
-
-    method: ``"euler"``, ``"midpoint"``, ``"rk4"`` (classical, seed 004 eq. 2.17-2.21) with
-        ``steps`` equal steps (default: one per control interval), or adaptive ``"dopri5"``
-        with ``rtol``/``atol``.
-    gradient: ``"backprop"`` (through the solver), ``"checkpoint"`` (exact, stores only the
-        step-boundary states; fixed-step methods) or ``"adjoint"`` (continuous adjoint,
-        seed 002 eq. 10-15).
-    t0, t1: default to the control grid's interval; must lie inside it.
-    t_eval: times at which to return states (fixed-step methods: step boundaries). Without it
-        ``Solution.ys`` holds the single state at t1.
-    declare_jumps: tell dopri5 where piecewise-constant theta jumps (leave on; off only to
-        measure what it saves).
-    """
-    if not isinstance(field, ControlledField):
-        raise TypeError(f"field must be a contdepth ControlledField, got {type(field).__name__}")
-    check_choice("method", method, METHODS)
-    check_choice("gradient", gradient, GRADIENTS)
-    if not isinstance(y0, torch.Tensor):
-        raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
-    if not y0.is_floating_point():
-        raise TypeError(f"y0 must have a floating dtype, got {y0.dtype}")
-    field.check_state(y0)
-    if not bool(torch.isfinite(y0).all()):
+def _check_y0(y0: object) -> State:
+    if not isinstance(y0, (torch.Tensor, tuple)) or (isinstance(y0, tuple) and not y0):
+        raise TypeError(f"y0 must be a torch.Tensor or a non-empty tuple of tensors, got {type(y0).__name__}")
+    for i, x in enumerate(leaves(y0) if isinstance(y0, tuple) else [y0]):
+        name = "y0" if isinstance(y0, torch.Tensor) else f"y0[{i}]"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    if not all_finite(y0):
         raise ValueError("y0 must be finite; it contains NaN or inf")
-    t0, t1 = _interval(field, t0, t1)
-    times = [t1] if t_eval is None else _eval_times(t_eval, t0, t1)
-    stats = SolverStats(method=method, gradient=gradient)
-    ts = torch.tensor(times, dtype=torch.float64, device=y0.device)
+    return y0
 
-    if method in FIXED_STEP:
-        steps = field.grid.intervals if steps is None else check_positive_int("steps", steps)
-        grid = StateGrid(t0, t1, steps)
-        run = FixedRun(field, FIXED_STEP[method], grid, _step_indices(grid, times), stats)
-        return Solution(ts, FIXED_STEP_GRADIENTS[gradient](run, y0), stats)
 
+def _check_options(options: dict | None, allowed: Sequence[str], what: str) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"{what} must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; allowed here: {sorted(allowed)}")
+    return dict(options)
+
+
+def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
+    times = tuple(float(t) for t in (values.tolist() if isinstance(values, torch.Tensor) else values))
+    d = 1 if t1 > t0 else -1
+    if not times or any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):
+        raise ValueError(f"{name} must be a non-empty sequence, strictly {'in' if d > 0 else 'de'}creasing from t0 "
+                         f"to t1, got {list(times)}")
+    if d * (times[0] - t0) < -1e-12 * max(1.0, abs(t0)) or d * (t1 - times[-1]) < -1e-12 * max(1.0, abs(t1)):
+        raise ValueError(f"{name} must lie in [t0, t1] = [{t0}, {t1}], got {times[0]} .. {times[-1]}")
+    return times
+
+
+def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tuple[float, ...], method,
+               steps: int | None, grid_times: tuple[float, ...] | None, gradient: str, rtol: float, atol: float,
+               options: dict | None, adjoint_rtol: float | None, adjoint_atol: float | None, adjoint_method,
+               adjoint_options: dict | None, adjoint_params, declare_jumps: bool) -> Solution:
+    check_choice("gradient", gradient, GRADIENTS)
+    stepper = get_stepper(method)
+    rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
+    adaptive = getattr(stepper, "adaptive", False)
+    options = _check_options(options, ADAPTIVE_OPTIONS if adaptive else FIXED_OPTIONS, f"options for method "
+                             f"{getattr(stepper, 'name', method)!r}")
+    adjoint_options = _check_options(adjoint_options, ("norm",) + (ADAPTIVE_OPTIONS if adaptive else ()),
+                                     "adjoint_options")
+    if adjoint_options and gradient != "adjoint":
+        raise ValueError(f"adjoint_options are for gradient='adjoint', got gradient={gradient!r}")
+    norm = adjoint_options.pop("norm", "default")
+    check_choice("adjoint_options['norm']", norm, NORMS)
+    jump_t = options.pop("jump_t", ())
+    jump_t = jump_t.tolist() if isinstance(jump_t, torch.Tensor) else list(jump_t)
+    params = None if adjoint_params is None else list(adjoint_params)
+    term = as_term(func, y0, params=params, jump_t=jump_t, declare_jumps=declare_jumps)
+    term.check_state(y0)
+    term.check_interval(t0, t1)
+
+    def where_steps_end(spec: dict, r: float, a: float):
+        if adaptive:
+            return Adaptive(r, a, **spec)
+        if steps is not None and spec:
+            raise ValueError(f"give steps or options['step_size'], not both (got steps={steps}, options={spec})")
+        if "step_size" in spec:
+            return FixedGrid.from_step_size(t0, t1, _positive("options['step_size']", spec["step_size"]))
+        if steps is not None:
+            return FixedGrid.uniform(t0, t1, steps)
+        return FixedGrid(grid_times)
+
+    if adaptive and steps is not None:
+        raise ValueError(f"steps is for fixed-step methods; method={stepper.name!r} chooses its own steps "
+                         f"(got steps={steps})")
+    if not adaptive and steps is None and grid_times is None and "step_size" not in options:
+        raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N or "
+                         "options={'step_size': h}")
+    grid = where_steps_end(options, rtol, atol)
+    back_stepper = stepper if adjoint_method is None else get_stepper(adjoint_method)
+    if gradient == "adjoint" and getattr(back_stepper, "adaptive", False) != adaptive:
+        raise ValueError(f"adjoint_method={adjoint_method!r} must be {'adaptive' if adaptive else 'fixed-step'} "
+                         f"like method={getattr(stepper, 'name', method)!r}")
+    back_grid = grid if not adaptive else Adaptive(
+        rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol),
+        atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol), **adjoint_options)
+    stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
+    term.counts = stats.forward
+    problem = Problem(term, stepper, grid, t0, t1, out_times, stats,
+                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm"))
+    stacked = GRADIENTS[gradient](problem, y0)
+    ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
+    return Solution(ts, rebuild(y0, stacked), stats)
+
+
+def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, t0: float | None = None,
+          t1: float | None = None, gradient: str = "backprop", rtol: float = 1e-6, atol: float = 1e-8,
+          t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
+          adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
+          declare_jumps: bool = True) -> Solution:
+    """Solve dy/dt = f(t, y), y(t0) = y0, from t0 to t1 and return a :class:`Solution`.
+
+    func: a :class:`~contdepth.fields.ControlledField` (theta on a control grid) or any callable
+        ``func(t, y)`` (t a 0-dim tensor of y's dtype; y a tensor or tuple of tensors).
+    t0, t1: default to the control grid's interval for a ControlledField, required otherwise;
+        t1 < t0 integrates backward in time.
+    method: ``"euler"``, ``"midpoint"``, ``"rk4"`` (classical, seed 004 eq. 2.17-2.21) with
+        ``steps`` equal steps (default for a ControlledField: one per control interval) or
+        ``options={"step_size": h}``; adaptive ``"bosh3"``, ``"dopri5"``, ``"tsit5"`` with
+        ``rtol``/``atol`` and options ``first_step``, ``max_num_steps``, ``jump_t``, ``safety``,
+        ``ifactor``, ``dfactor``; or a stepper object (see docs/extending.md).
+    gradient: ``"backprop"`` (through the solver), ``"checkpoint"`` (exact, stores each step's start
+        state and recomputes; fixed and adaptive) or ``"adjoint"`` (continuous adjoint, seed 002
+        eq. 10-15; ``adjoint_options={"norm": "seminorm"}``).
+    t_eval: times at which to return states (anywhere in [t0, t1]; inside a step by the method's
+        dense output: linear for fixed-step methods). Without it ``Solution.ys`` holds y(t1).
+    adjoint_params: the tensors checkpoint/adjoint differentiate (default: func's parameters).
+    declare_jumps: end adaptive steps on the knots of piecewise-constant theta (leave on; off
+        only to measure what it saves).
+    """
+    y0 = _check_y0(y0)
+    make_term = getattr(func, "make_term", None)
+    interval = make_term().default_interval() if make_term is not None else None
+    if interval is None and (t0 is None or t1 is None):
+        raise ValueError(f"t0 and t1 are required for a plain func(t, y) ({type(func).__name__}); "
+                         "only a ControlledField has a default interval (its control grid)")
+    t0 = interval[0] if t0 is None else float(t0)
+    t1 = interval[1] if t1 is None else float(t1)
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+        raise ValueError(f"t0 and t1 must be finite and different, got t0={t0}, t1={t1}")
+    out_times = (t1,) if t_eval is None else _times("t_eval", t_eval, t0, t1)
+    if steps is None and make_term is not None and not getattr(get_stepper(method), "adaptive", False) \
+            and not (options and "step_size" in options):
+        steps = func.grid.intervals
     if steps is not None:
-        raise ValueError(f"steps is for fixed-step methods; method='{method}' chooses its own steps (got steps={steps})")
-    if gradient == "checkpoint":
-        raise ValueError("gradient='checkpoint' needs a fixed-step method (euler, midpoint, rk4); "
-                         "use gradient='adjoint' or 'backprop' with dopri5")
-    rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
-    with_start = ts if times[0] == t0 else torch.cat([ts.new_tensor([t0]), ts])
-    ys = solve_dopri5(field, y0, with_start, rtol=rtol, atol=atol, adjoint=gradient == "adjoint",
-                      declare_jumps=declare_jumps, stats=stats)
-    return Solution(ts, ys[len(with_start) - len(ts):], stats)
+        check_positive_int("steps", steps)
+    return _integrate(func, y0, t0=t0, t1=t1, out_times=out_times, method=method, steps=steps, grid_times=None,
+                      gradient=gradient, rtol=rtol, atol=atol, options=options, adjoint_rtol=None,
+                      adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
+                      adjoint_params=adjoint_params, declare_jumps=declare_jumps)
 
 
-def odesolve(field: ControlledField, y0: torch.Tensor, **kwargs) -> torch.Tensor:
+def odesolve(func: Callable, y0: State, **kwargs) -> State:
     """The state at t1 (or the stacked states at ``t_eval``); arguments as :func:`solve`."""
-    sol = solve(field, y0, **kwargs)
+    sol = solve(func, y0, **kwargs)
     return sol.ys if kwargs.get("t_eval") is not None else sol.y1
+
+
+def _check_t(t: object) -> tuple[float, ...]:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a 1-D torch.Tensor of times, got {type(t).__name__}")
+    if t.dim() != 1 or len(t) == 0 or not t.is_floating_point():
+        raise ValueError(f"t must be a non-empty 1-D floating tensor, got shape {tuple(t.shape)}, dtype {t.dtype}")
+    times = tuple(t.tolist())
+    if len(times) > 1:
+        d = 1 if times[1] > times[0] else -1
+        if any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):
+            raise ValueError(f"t must be strictly increasing or strictly decreasing, got {list(times)}")
+    return times
+
+
+def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, **adjoint) -> State:
+    y0 = _check_y0(y0)
+    times = _check_t(t)
+    method = "dopri5" if method is None else method
+    if len(times) == 1:  # torchdiffeq: nothing to integrate, func is never called
+        get_stepper(method)
+        return rebuild(y0, [x.unsqueeze(0) for x in leaves(y0)])
+    return _integrate(func, y0, t0=times[0], t1=times[-1], out_times=times, method=method, steps=None,
+                      grid_times=times, gradient=gradient, rtol=rtol, atol=atol, options=options,
+                      declare_jumps=True, **adjoint).ys
+
+
+def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,
+           method: str | None = None, options: dict | None = None) -> State:
+    """torchdiffeq's ``odeint``: y at every time of ``t`` (1-D, strictly increasing or decreasing),
+    shape ``(len(t), *y0.shape)`` (a tuple of such for a tuple y0). Gradients by backprop.
+
+    Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
+    (the last step shortened; states between steps by linear interpolation). Unlike torchdiffeq,
+    an unknown option is an error. Gradients with respect to ``t`` are not computed.
+    """
+    return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="backprop",
+                   adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
+                   adjoint_params=None)
+
+
+def odeint_adjoint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,
+                   method: str | None = None, options: dict | None = None, adjoint_rtol: float | None = None,
+                   adjoint_atol: float | None = None, adjoint_method: str | None = None,
+                   adjoint_options: dict | None = None,
+                   adjoint_params: Sequence[torch.Tensor] | None = None) -> State:
+    """torchdiffeq's ``odeint_adjoint``: as :func:`odeint`, gradients by the continuous adjoint.
+
+    ``adjoint_params``: the tensors to differentiate (default: ``func.parameters()``, so func must
+    then be an ``nn.Module``). ``adjoint_rtol``/``adjoint_atol``/``adjoint_method`` default to the
+    forward solve's; ``adjoint_options={"norm": "seminorm"}`` leaves the parameter integrals out of
+    the backward error control (Kidger et al. 2021).
+    """
+    if adjoint_params is None and not isinstance(func, torch.nn.Module):
+        raise ValueError("func must be an nn.Module to take its parameters as adjoint_params; otherwise pass "
+                         "adjoint_params=(tensors to differentiate) explicitly (() for none)")
+    return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="adjoint",
+                   adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+                   adjoint_options=adjoint_options, adjoint_params=adjoint_params)

@@ -42,7 +42,7 @@ import contdepth as cd  # noqa: E402
 from contdepth.analysis.memory import saved_tensor_bytes  # noqa: E402
 from contdepth.analysis.profiling import peak_rss_growth  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
-from contdepth.solvers.fixed import StateGrid  # noqa: E402
+from contdepth.solvers import RK4, FixedGrid, RungeKutta  # noqa: E402
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 REFERENCE = "torch_checkpoint"
@@ -65,23 +65,16 @@ def build(field: str, batch: int, knots: int = 16, seed: int = 0) -> tuple[cd.fi
 
 
 def torch_checkpoint_rk4(f: cd.fields.ControlledField, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Classical RK4, each step wrapped in ``torch.utils.checkpoint(use_reentrant=False)``."""
-    grid = StateGrid(f.grid.t0, f.grid.t1, steps)
-    h = grid.h
-    knots = f.knot_thetas()
-    F = f.vector_field
+    """Classical RK4 (contdepth's own step), each step wrapped in
+    ``torch.utils.checkpoint(use_reentrant=False)``: the PyTorch-native way to checkpoint."""
+    grid, stepper, term = FixedGrid.uniform(f.grid.t0, f.grid.t1, steps), RungeKutta(RK4), f.make_term()
 
-    def step(y: torch.Tensor, j: int) -> torch.Tensor:
-        th = [knots[grid.stage_cell(f, j, c, reverse=False)] for c in cd.solvers.RK4.c]
-        k1 = F(y, th[0])
-        k2 = F(y + (h * 0.5) * k1, th[1])
-        k3 = F(y + (h * 0.5) * k2, th[2])
-        k4 = F(y + h * k3, th[3])
-        return y + ((h / 6) * k1 + (h / 3) * k2 + (h / 3) * k3 + (h / 6) * k4)
+    def step(y: torch.Tensor, t: float) -> torch.Tensor:
+        return stepper.step(term, t, grid.h, y, ())[0]
 
     y = x
-    for j in range(steps):
-        y = torch.utils.checkpoint.checkpoint(step, y, j, use_reentrant=False)
+    for t in grid.times[:-1]:
+        y = torch.utils.checkpoint.checkpoint(step, y, t, use_reentrant=False)
     return y
 
 

@@ -64,7 +64,7 @@ def test_jacobian_of_conv_field_matches_autograd():
     J = field_jacobian(f, 0.0, x)
     theta = f.theta_at(0.0)
     for b in range(2):
-        ref = torch.autograd.functional.jacobian(lambda z: f.vector_field(z.unsqueeze(0), theta)[0], x[b])
+        ref = torch.autograd.functional.jacobian(lambda z: f.vector_field(torch.tensor(0.0, dtype=z.dtype), z.unsqueeze(0), theta)[0], x[b])
         assert torch.allclose(J[b], ref.reshape(18, 18), atol=1e-5)
 
 

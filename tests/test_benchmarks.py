@@ -58,7 +58,7 @@ def test_benchmark_quick_writes_json(tmp_path):
         if r["method"] != "dopri5":
             assert r["nfe_ours"] == r["nfe_baseline"]        # same method, same work
         elif r["baseline"] == "torchdiffeq+jumps" and r["gradient"] == "backprop":
-            assert r["nfe_ours"] == r["nfe_baseline"]        # contdepth declares the same jumps
+            assert abs(r["nfe_ours"] - r["nfe_baseline"]) <= 0.1 * r["nfe_baseline"]  # same jumps, own controller
 
 
 def test_adjoint_memory_example_quick(tmp_path):

@@ -20,9 +20,7 @@ def field():
     (dict(t0=0.5, t1=0.5), ValueError, ["t1", "t0", "0.5"]),
     (dict(t1=2.0), ValueError, ["control grid", "2.0"]),
     (dict(method="dopri5", steps=10), ValueError, ["steps", "dopri5"]),
-    (dict(method="dopri5", gradient="checkpoint"), ValueError, ["checkpoint", "fixed-step"]),
     (dict(method="dopri5", rtol=-1.0), ValueError, ["rtol", "-1.0"]),
-    (dict(method="euler", steps=4, t_eval=[0.1]), ValueError, ["t_eval", "0.1", "step boundary"]),
     (dict(t_eval=[0.5, 0.25]), ValueError, ["t_eval", "increasing"]),
 ])
 def test_bad_solver_arguments(field, kwargs, exc, words):
@@ -80,7 +78,7 @@ def test_bad_field_arguments():
         cd.fields.CubicFriction(2, grid, mu=-1.0)
     with pytest.raises(ValueError, match="factor"):
         cd.fields.CubicFriction(2, grid).refine_control(0)
-    with pytest.raises(TypeError, match="field"):
+    with pytest.raises(ValueError, match="t0 and t1 are required for a plain func"):
         cd.odesolve(torch.nn.Linear(2, 2), torch.zeros(1, 2))
 
 

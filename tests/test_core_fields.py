@@ -39,7 +39,7 @@ def test_euler_is_a_resnet(name, t1):
     expected = x
     for j in range(6):
         theta = {k: getattr(field, k)[j] for k in field.control_names}
-        expected = expected + h * field.vector_field(expected, theta)
+        expected = expected + h * field.vector_field(torch.tensor(j * h), expected, theta)
     got = cd.odesolve(field, x, method="euler")
     assert torch.equal(got, expected)
 
@@ -73,10 +73,11 @@ def manual_rk4_with_exact_cells(field, y, t0, t1, steps):
         c1 = cell(Fraction((2 * j + 1) * n, 2 * steps))
         c2 = -(-(j + 1) * n // steps) - 1                # right end, from the left
         th = [{k: getattr(field, k)[c] for k in field.control_names} for c in (c0, c1, c1, c2)]
-        k1 = field.vector_field(y, th[0])
-        k2 = field.vector_field(y + (h * 0.5) * k1, th[1])
-        k3 = field.vector_field(y + (h * 0.5) * k2, th[2])
-        k4 = field.vector_field(y + h * k3, th[3])
+        t = torch.tensor(t0 + j * h, dtype=y.dtype)
+        k1 = field.vector_field(t, y, th[0])
+        k2 = field.vector_field(t + h / 2, y + (h * 0.5) * k1, th[1])
+        k3 = field.vector_field(t + h / 2, y + (h * 0.5) * k2, th[2])
+        k4 = field.vector_field(t + h, y + h * k3, th[3])
         y = y + ((h / 6) * k1 + (h / 3) * k2 + (h / 3) * k3 + (h / 6) * k4)
     return y
 

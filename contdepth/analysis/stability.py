@@ -50,7 +50,7 @@ def field_jacobian(field: ControlledField, t: float, psi: torch.Tensor) -> torch
     theta = {name: value.detach() for name, value in field.theta_at(float(t)).items()}
     with torch.enable_grad():
         x = psi.detach().clone().requires_grad_(True)
-        out = field.vector_field(x, theta).reshape(len(x), -1)
+        out = field.vector_field(torch.tensor(float(t), dtype=x.dtype, device=x.device), x, theta).reshape(len(x), -1)
         dim = out.shape[1]
         rows = [torch.autograd.grad(out[:, i].sum(), x, retain_graph=i < dim - 1)[0].reshape(len(x), -1)
                 for i in range(dim)]

@@ -1,20 +1,17 @@
 """Trajectories of inputs through depth: the states at every layer of a discretised field."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import torch
 
 from ..errors import check_positive_int
 from ..fields.base import ControlledField
 from ..solve import odesolve
-from ..solvers import FIXED_STEP
+from ..solvers import FIXED_STEP, FixedGrid
 
 
 def state_times(t0: float, t1: float, steps: int) -> list[float]:
     """The ``steps + 1`` state-grid times t0 + j (t1 - t0) / steps, each rounded once from its exact value."""
-    steps = check_positive_int("steps", steps)
-    return [float(Fraction(t0) + (Fraction(t1) - Fraction(t0)) * j / steps) for j in range(steps + 1)]
+    return list(FixedGrid.uniform(t0, t1, check_positive_int("steps", steps)).times)
 
 
 def trajectory(field: ControlledField, y0: torch.Tensor, *, method: str = "euler", steps: int | None = None,

@@ -9,6 +9,9 @@ from torch import nn
 
 from ..errors import check_choice
 from ..grid import ControlGrid
+from ..solution import StepCounts
+from ..terms import Term, check_params_match, time_tensor
+from ..tree import leaves
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
 
@@ -23,8 +26,9 @@ class ControlledField(nn.Module):
     """A vector field whose parameters theta(t) live on a :class:`ControlGrid`.
 
     Subclasses register their time-dependent parameters with :meth:`add_control` (a leading
-    control axis of length ``grid.n``) and implement :meth:`vector_field` and
-    :meth:`check_state`. ``forward(t, psi)`` makes the field a torchdiffeq-compatible function.
+    control axis of length ``grid.n``; a field may have none) and implement
+    :meth:`vector_field` and :meth:`check_state`. ``forward(t, psi)`` makes the field a
+    torchdiffeq-compatible function; :meth:`make_term` is what contdepth's engine integrates.
     """
 
     def __init__(self, grid: ControlGrid) -> None:
@@ -46,31 +50,46 @@ class ControlledField(nn.Module):
         columns = [getattr(self, name).unbind(0) for name in self.control_names]
         return [dict(zip(self.control_names, values)) for values in zip(*columns)]
 
-    def theta_at(self, t: float, cell: int | None = None,
-                 knots: list[dict[str, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    def theta_at(self, t: float, cell: int | None = None, knots: list[dict[str, torch.Tensor]] | None = None,
+                 *, side: int = 1) -> dict[str, torch.Tensor]:
         """theta(t) from the knot values ``knots`` (default: this field's parameters).
 
-        For piecewise-constant theta, ``cell`` (if given) overrides the cell containing ``t``.
+        ``side``: at a knot of piecewise-constant theta, the value from the right (+1) or the
+        left (-1); ``cell`` (if given) overrides the cell altogether.
         """
+        grid = self.grid
+        if grid.interp == "constant":
+            l = grid.cell(t, side) if cell is None else cell
+            if knots is None:
+                return {name: getattr(self, name)[l] for name in self.control_names}
+            return knots[l]
+        l, r, w = grid.weights(t, side)
         if knots is None:
-            params = {name: getattr(self, name) for name in self.control_names}
-            if self.grid.interp == "constant":
-                l = self.grid.cell(t) if cell is None else cell
-                return {name: p[l] for name, p in params.items()}
-            knots = self.knot_thetas()
-        if self.grid.interp == "constant":
-            return knots[self.grid.cell(t) if cell is None else cell]
-        l, r, w = self.grid.weights(t)
+            return {name: torch.lerp(getattr(self, name)[l], getattr(self, name)[r], w) for name in self.control_names}
         return {name: torch.lerp(knots[l][name], knots[r][name], w) for name in self.control_names}
 
     def forward(self, t: float | torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        """dpsi/dt at time ``t``."""
-        t = t.item() if isinstance(t, torch.Tensor) else float(t)
-        return self.vector_field(psi, self.theta_at(t))
+        """dpsi/dt at time ``t`` (torchdiffeq's signature). A tensor t stays in the graph of
+        linearly interpolated theta (the weight is computed from it, not from a float copy)."""
+        tt = t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=psi.dtype, device=psi.device)
+        grid, t_float = self.grid, float(tt.detach())
+        if grid.interp == "constant":
+            theta = self.theta_at(t_float)
+        else:
+            l, r, _ = grid.weights(t_float)
+            w = ((tt - grid.t0) / grid.dt - l).clamp(0.0, 1.0)
+            theta = {name: getattr(self, name)[l] + w * (getattr(self, name)[r] - getattr(self, name)[l])
+                     for name in self.control_names}
+        return self.vector_field(tt, psi, theta)
 
-    def vector_field(self, psi: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
-        """F(psi, theta) for the knot values ``theta``."""
+    def vector_field(self, t: torch.Tensor, psi: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """F(t, psi, theta) for the knot values ``theta`` at time ``t`` (a 0-dim tensor of psi's
+        dtype and device; the built-in fields do not depend on t other than through theta)."""
         raise NotImplementedError
+
+    def make_term(self, *, params=None, jump_t=(), declare_jumps: bool = True) -> "ControlTerm":
+        """This field as a term of the engine (see :class:`ControlTerm`)."""
+        return ControlTerm(self, params=params, jump_t=jump_t, declare_jumps=declare_jumps)
 
     def check_state(self, psi: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``psi`` does not have a shape this field accepts."""
@@ -86,6 +105,51 @@ class ControlledField(nn.Module):
             setattr(new, name, nn.Parameter(self.grid.prolong(old.detach(), factor).clone(),
                                             requires_grad=old.requires_grad))
         return new
+
+
+def trainable(field: nn.Module) -> list[torch.Tensor]:
+    """Trainable parameters: control parameters (in ``control_names`` order), then the others."""
+    names = getattr(field, "control_names", ())
+    control = [getattr(field, n) for n in names if getattr(field, n).requires_grad]
+    ids = {id(p) for p in control}
+    return control + [p for p in field.parameters() if p.requires_grad and id(p) not in ids]
+
+
+class ControlTerm(Term):
+    """A :class:`ControlledField` for the engine: each stage reads theta at its time from the
+    side the solver gives (the exact knot choice), and the knots of piecewise-constant theta are
+    jumps (forced step ends of adaptive solves) unless ``declare_jumps=False``."""
+
+    def __init__(self, field: ControlledField, *, params=None, jump_t=(), declare_jumps: bool = True) -> None:
+        self.field = field
+        self._params = trainable(field) if params is None else list(params)
+        self._jumps = tuple(sorted(set(field.grid.jumps() if declare_jumps else []) | {float(t) for t in jump_t}))
+        self.counts = StepCounts()
+
+    def __call__(self, t: float, y, side: int):
+        self.counts.nfe += 1
+        first = y if isinstance(y, torch.Tensor) else leaves(y)[0]
+        return self.field.vector_field(time_tensor(t, first.dtype, first.device), y,
+                                       self.field.theta_at(t, side=side))
+
+    def jumps(self) -> tuple[float, ...]:
+        return self._jumps
+
+    def params(self) -> list[torch.Tensor]:
+        return self._params
+
+    def default_interval(self) -> tuple[float, float]:
+        return self.field.grid.t0, self.field.grid.t1
+
+    def check_interval(self, t0: float, t1: float) -> None:
+        grid = self.field.grid
+        lo, hi = min(t0, t1), max(t0, t1)
+        if lo < grid.t0 - 1e-12 * max(1.0, abs(grid.t0)) or hi > grid.t1 + 1e-12 * max(1.0, abs(grid.t1)):
+            raise ValueError(f"[t0, t1] = [{t0}, {t1}] must lie inside the control grid [{grid.t0}, {grid.t1}]")
+
+    def check_state(self, y0) -> None:
+        self.field.check_state(y0)
+        check_params_match(self.field.parameters(), y0, type(self.field).__name__)
 
 
 def smoothness(field: ControlledField) -> torch.Tensor:

@@ -38,7 +38,7 @@ class ConvResidual(ControlledField):
                          .uniform_(-bound, bound))
         self.add_control("bias", torch.empty(grid.n, channels).uniform_(-bound, bound))
 
-    def vector_field(self, psi, theta):
+    def vector_field(self, t, psi, theta):
         return self._act(F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2))
 
     def check_state(self, psi):
@@ -61,7 +61,7 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
         self.add_control("bias", torch.zeros(grid.n, channels))
         self._init_gamma(gamma, mu, learn_gamma)
 
-    def vector_field(self, psi, theta):
+    def vector_field(self, t, psi, theta):
         lin = F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2)
         return lin - friction(psi, self.gamma, self.mu)
 

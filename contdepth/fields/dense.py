@@ -44,7 +44,7 @@ class CubicFriction(CubicFrictionMixin, ControlledField):
         self.add_control("bias", torch.zeros(grid.n, dim))
         self._init_gamma(gamma, mu, learn_gamma)
 
-    def vector_field(self, psi, theta):
+    def vector_field(self, t, psi, theta):
         return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.gamma, self.mu)
 
     def check_state(self, psi):
@@ -66,7 +66,7 @@ class DenseResidual(ControlledField):
         self.add_control("weight", torch.empty(grid.n, dim, dim).uniform_(-bound, bound))
         self.add_control("bias", torch.empty(grid.n, dim).uniform_(-bound, bound))
 
-    def vector_field(self, psi, theta):
+    def vector_field(self, t, psi, theta):
         return self._act(F.linear(psi, theta["weight"], theta["bias"]))
 
     def check_state(self, psi):

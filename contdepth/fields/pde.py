@@ -43,7 +43,7 @@ class PDEStencil(ControlledField):
         for name, value in (("alpha", 0.5), ("beta", 0.0), ("sigma", 0.5), ("rho", 0.0), ("gamma", 0.0)):
             self.add_control(name, torch.full((grid.n, channels), value))
 
-    def vector_field(self, psi, theta):
+    def vector_field(self, t, psi, theta):
         dxx, dx, dyy, dy = stencil_derivatives(psi)
         s = DRIFT_SCALE[self.variant]
         c = {name: value.view(-1, 1, 1) for name, value in theta.items()}

@@ -1,73 +1,125 @@
 """The continuous adjoint method (seed 002 eq. 10-15): memory independent of the number of steps.
 
-Backward in time from t1 to t0, with a(t1) = dL/dy(t1), solve (eq. 11-12)
+Backward in time from t1 to t0, with a(t1) = dL/dy(t1), the engine integrates the augmented
+state (y, a, g) (eq. 11-12)
 
-    dy/dt = F(y, theta),   da/dt = -a^T dF/dy,   dL/dtheta = int a^T dF/dtheta dt,
+    dy/dt = f(t, y),   da/dt = -a^T df/dy,   dg/dt = -a^T df/dtheta,   g(t1) = 0,
 
-with the same method and state grid as the forward solve; states returned at intermediate times
-add their gradients to a on the way. Fixed-step methods use this hand-written backward solve
-(same exact knot selection as the forward pass, mirrored); dopri5 uses torchdiffeq's
-``odeint_adjoint`` (see :mod:`contdepth.solvers.dopri5`). The gradient is that of the continuous
-problem, so it differs from backprop by the discretisation error.
+so that dL/dy0 = a(t0) and dL/dtheta = g(t0) (the parameter integral of eq. 12). Requested
+states at other times add their gradients to a on the way. Fixed-step methods walk the forward
+grid in reverse (an output interpolated inside a step adds its gradient to both ends with the
+interpolation weights); adaptive methods control the error of (y, a, g), or of (y, a) alone
+with ``seminorm`` (Kidger, Chen & Lyons 2021: the g-integrals do not feed back into the
+dynamics), and stop at every output time and jump of f. The gradient is that of the continuous
+problem, so it differs from backprop's by the discretisation error.
 """
 from __future__ import annotations
+
+import bisect
+from collections import defaultdict
 
 import torch
 
 from ..errors import SolverError
-from ..solvers.fixed import rk_step
-from ..solvers.run import FixedRun
-from .leaves import KnotLeaves, finish_backward, trainable
+from ..solvers.engine import FixedGrid, Problem, close, march
+from ..terms import Term
+from ..tree import State, all_finite, detach, leaves, rebuild, tree_map
+from ..tree import add
+from .common import output_grads, stack_outputs, vjp
 
 
-class _FixedAdjoint(torch.autograd.Function):
+class AdjointTerm(Term):
+    """The augmented right-hand side (f, -a df/dy, -a df/dtheta) of ``term`` (seed 002 eq. 11-12)."""
+
+    def __init__(self, term: Term) -> None:
+        self.term = term  # evaluations are counted by the wrapped term
+        self._params = term.params()
+
+    def __call__(self, t: float, state, side: int):
+        y, a, _ = state
+        with torch.enable_grad():
+            y_in = detach(y, True)
+            f = self.term(t, y_in, side)
+            grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
+        n = len(leaves(y_in))
+        return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
+
+    def jumps(self) -> tuple[float, ...]:
+        return self.term.jumps()
+
+
+def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:
+    """Where the backward solve adds each output's gradient, with which weight."""
+    at: dict[float, list] = defaultdict(list)
+    if isinstance(problem.grid, FixedGrid):
+        times = problem.grid.times
+        d = 1 if times[-1] > times[0] else -1
+        keys = [d * t for t in times]
+        for i, t in enumerate(problem.out_times):
+            j = bisect.bisect_left(keys, d * t - 1e-12 * max(1.0, abs(t)))
+            if close(t, times[j]):
+                at[times[j]].append((g[i], 1.0))
+            else:  # inside step j - 1 -> j: the forward pass interpolated linearly
+                s = (t - times[j - 1]) / (times[j] - times[j - 1])
+                at[times[j - 1]].append((g[i], 1.0 - s))
+                at[times[j]].append((g[i], s))
+    else:
+        for i, t in enumerate(problem.out_times):
+            at[t].append((g[i], 1.0))
+    return at
+
+
+class _Adjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, run: FixedRun, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, problem: Problem, like: State, *inputs: torch.Tensor):
+        n = len(leaves(like))
         with torch.no_grad():
-            out, _ = run.integrate(y0, run.field.knot_thetas())
-        ctx.run = run
-        ctx.save_for_backward(out[-1])
-        return out
+            outs, y1 = problem.march(rebuild(like, inputs[:n]))
+        ctx.problem, ctx.like = problem, like
+        ctx.save_for_backward(*leaves(y1))
+        return stack_outputs(outs)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        run: FixedRun = ctx.run
-        (y,) = ctx.saved_tensors
-        leaves = KnotLeaves(run.field)
-        thetas = run.grid.stage_thetas(run.field, run.tableau, leaves.knots, reverse=True)
-        stage_used: list[list[int]] = []  # per stage of the step being integrated, set in the loop
-        stage_grads: list = []
+    def backward(ctx, *grads):
+        problem: Problem = ctx.problem
+        config = problem.adjoint
+        y1 = rebuild(ctx.like, ctx.saved_tensors)
+        g = output_grads(ctx.like, grads, len(problem.out_times))
+        at = _injections(problem, g)
 
-        def augmented(state, theta):
-            y, a = state
-            indices = stage_used[len(stage_grads)]
-            with torch.enable_grad():
-                y = y.detach().requires_grad_()
-                f = run.field.vector_field(y, theta)
-                grads = torch.autograd.grad(f, [y] + [leaves.inputs[i] for i in indices], a, allow_unused=True)
-            stage_grads.append(grads[1:])
-            return f.detach(), -grads[0]
+        def gathered(t: float, a: State) -> State:
+            for grad, w in at.get(t, ()):
+                a = add(a, grad if w == 1.0 else tree_map(lambda x: w * x, grad))
+            return a
 
-        a = torch.zeros_like(y)
-        h = run.grid.h
-        for j in reversed(range(run.grid.steps)):
-            a = run.add_output_grad(a, grad_out, j + 1)
-            stage_grads.clear()
-            with torch.enable_grad():
-                step_thetas = thetas[j]
-            stage_used = [leaves.used_by([theta]) for theta in step_thetas]
-            y, a = rk_step(augmented, run.tableau, (y, a), -h, step_thetas)
-            for b, grads, indices in zip(run.tableau.b, stage_grads, stage_used):
-                if b:
-                    leaves.accumulate(grads, h * b, indices)
-        if not (bool(torch.isfinite(y).all()) and bool(torch.isfinite(a).all())):
+        def inject(t: float, state):
+            y, a, p = state
+            return (y, gathered(t, a), p) if t in at else state
+
+        params = problem.term.params()
+        aug0 = (y1, gathered(problem.t1, tree_map(torch.zeros_like, y1)), tuple(torch.zeros_like(p) for p in params))
+        term = AdjointTerm(problem.term)
+        n_y = len(leaves(y1))
+        controller = problem.controller(problem.t1, problem.t0, stepper=config.stepper, grid=config.grid,
+                                        stops=tuple(at), norm_leaves=2 * n_y if config.seminorm else None)
+        counts, problem.term.counts = problem.term.counts, problem.stats.backward
+        try:
+            _, (y, a, p) = march(term, config.stepper, controller, aug0, problem.t1, problem.t0, (),
+                                 problem.stats.backward, inject=inject)
+        except SolverError as err:
+            raise SolverError(f"the adjoint backward solve failed: {err}") from err
+        finally:
+            problem.term.counts = counts
+        if not all_finite((y, a)):
             raise SolverError(
-                f"the adjoint backward solve ({run.tableau.name}, {run.grid.steps} steps) became non-finite: "
+                f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "
                 "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
-                "contracts forward and expands backward); use gradient='checkpoint' or more steps")
-        return finish_backward(run, leaves, run.add_output_grad(a, grad_out, 0))
+                "contracts forward and expands backward), or the loss gradient is not finite; "
+                "use gradient='checkpoint' or more steps")
+        return (None, None, *leaves(a), *p)
 
 
-def solve_adjoint(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:
-    """States at ``run.out_steps``; gradients by the continuous adjoint, storing only y(t1)."""
-    return _FixedAdjoint.apply(run, y0, *trainable(run.field))
+def solve_adjoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
+    """Per leaf of the state, its values at ``problem.out_times`` stacked; gradients by the
+    continuous adjoint, storing only y(t1)."""
+    return _Adjoint.apply(problem, detach(y0), *leaves(y0), *problem.term.params())

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..solvers.run import FixedRun
+from ..solvers.engine import Problem
+from ..tree import State
+from .common import stack_outputs
 
 
-def solve_backprop(run: FixedRun, y0: torch.Tensor) -> torch.Tensor:
-    """States at ``run.out_steps`` with the full autograd graph."""
-    return run.integrate(y0, run.field.knot_thetas())[0]
+def solve_backprop(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
+    """Per leaf of the state, its values at ``problem.out_times`` stacked, with the full autograd graph."""
+    return stack_outputs(problem.march(y0)[0])

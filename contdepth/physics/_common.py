@@ -6,9 +6,7 @@ import torch
 
 from ..errors import check_choice, check_positive_int
 from ..fields.base import ControlledField
-from ..solvers import FIXED_STEP
-from ..solvers.fixed import StateGrid
-from ..solvers.tableau import ButcherTableau
+from ..solvers import FIXED_STEP, FixedGrid, RungeKutta
 
 
 def check_field(field: object) -> ControlledField:
@@ -28,13 +26,13 @@ def check_state(field: ControlledField, x: object, name: str = "x") -> torch.Ten
     return x
 
 
-def state_grid(field: ControlledField, method: str, steps: int) -> tuple[StateGrid, ButcherTableau]:
-    """The fixed-step state grid over the field's [t0, t1] and the method's tableau."""
+def state_grid(field: ControlledField, method: str, steps: int) -> tuple[FixedGrid, RungeKutta]:
+    """The uniform fixed-step grid over the field's [t0, t1] and the method's stepper."""
     check_choice("method", method, FIXED_STEP)
     check_positive_int("steps", steps)
-    return StateGrid(field.grid.t0, field.grid.t1, steps), FIXED_STEP[method]
+    return FixedGrid.uniform(field.grid.t0, field.grid.t1, steps), RungeKutta(FIXED_STEP[method])
 
 
-def grid_times(grid: StateGrid, like: torch.Tensor) -> torch.Tensor:
-    """The state-grid times t0 + j h, j = 0..steps, as a 1-D tensor (dtype/device of ``like``)."""
-    return torch.tensor([grid.time(j) for j in range(grid.steps + 1)], dtype=like.dtype, device=like.device)
+def grid_times(grid: FixedGrid, like: torch.Tensor) -> torch.Tensor:
+    """The state-grid times as a 1-D tensor (dtype/device of ``like``)."""
+    return torch.tensor(grid.times, dtype=like.dtype, device=like.device)

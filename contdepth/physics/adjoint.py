@@ -18,7 +18,9 @@ from torch import Tensor
 
 from ..errors import check_positive_int
 from ..fields.base import ControlledField
-from ..solvers.fixed import rk_step
+from ..gradients.adjoint import AdjointTerm
+from ..solution import StepCounts
+from ..solvers import march
 from ._common import check_field, check_state, grid_times, state_grid
 
 __all__ = ["AdjointTrajectory", "adjoint_trajectory", "autograd_adjoints"]
@@ -58,14 +60,11 @@ def adjoint_trajectory(
     check_state(field, x0, "x0")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    grid, tableau = state_grid(field, method, steps)
-    h = grid.h
+    grid, stepper = state_grid(field, method, steps)
+    t0, t1 = grid.times[0], grid.times[-1]
+    term = field.make_term(params=[])
     with torch.no_grad():
-        knots = [{k: v.detach() for k, v in theta.items()} for theta in field.knot_thetas()]
-        forward = grid.stage_thetas(field, tableau, knots)
-        xs = [x0.detach()]
-        for j in range(steps):
-            xs.append(rk_step(field.vector_field, tableau, xs[-1], h, forward[j]))
+        xs, _ = march(term, stepper, grid.controller(t0, t1), x0.detach(), t0, t1, grid.times, StepCounts())
 
     with torch.enable_grad():
         x_final = xs[-1].detach().requires_grad_()
@@ -74,24 +73,17 @@ def adjoint_trajectory(
             raise ValueError("loss_fn must return a scalar (0-d) tensor")
         (a,) = torch.autograd.grad(loss, x_final, materialize_grads=True)
 
-    def hamilton(state: tuple[Tensor, Tensor], theta: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        x, a = state
-        with torch.enable_grad():
-            x = x.detach().requires_grad_()
-            f = field.vector_field(x, theta)
-            (dh_dx,) = torch.autograd.grad(f, x, a, materialize_grads=True)
-        return f.detach(), -dh_dx
-
-    backward = grid.stage_thetas(field, tableau, knots, reverse=True)
-    adjoints = [a]
-    for j in reversed(range(steps)):
-        _, a = rk_step(hamilton, tableau, (xs[j + 1], a), -h, backward[j])
-        adjoints.append(a)
-    adjoints.reverse()
+    # Hamilton's equations (eq. 22-23) for (x, a), restarting x from the stored forward state
+    # at every grid time; the parameter part of the augmented term is empty (params=[]).
+    index = {t: j for j, t in enumerate(grid.times)}
+    restart = lambda t, state: (xs[index[t]], state[1], state[2])
+    with torch.no_grad():
+        states, _ = march(AdjointTerm(term), stepper, grid.controller(t1, t0), (xs[-1], a, ()), t1,
+                          t0, grid.times[::-1], StepCounts(), inject=restart)
     return AdjointTrajectory(
         ts=grid_times(grid, x0),
         xs=torch.stack(xs),
-        adjoints=torch.stack(adjoints).detach(),
+        adjoints=torch.stack([state[1] for state in states[::-1]]).detach(),
         loss=loss.detach(),
     )
 
@@ -117,16 +109,12 @@ def autograd_adjoints(
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     check_positive_int("refine", refine)
     check_positive_int("steps", steps)
-    grid, tableau = state_grid(field, method, steps * refine)
-    knots = [{k: v.detach() for k, v in theta.items()} for theta in field.knot_thetas()]
-    thetas = grid.stage_thetas(field, tableau, knots)
+    grid, stepper = state_grid(field, method, steps * refine)
+    t0, t1 = grid.times[0], grid.times[-1]
+    term = field.make_term(params=[])
     with torch.enable_grad():
-        x = x0.detach().requires_grad_()
-        kept = [x]
-        for j in range(grid.steps):
-            x = rk_step(field.vector_field, tableau, x, grid.h, thetas[j])
-            if (j + 1) % refine == 0:
-                kept.append(x)
+        kept, x = march(term, stepper, grid.controller(t0, t1), x0.detach().requires_grad_(), t0, t1,
+                        grid.times[::refine], StepCounts())
         loss = loss_fn(x)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError("loss_fn must return a scalar (0-d) tensor")

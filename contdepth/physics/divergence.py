@@ -8,13 +8,16 @@ blocks are obtained from derivatives of the batch sum.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..errors import check_choice, check_positive_int
 from ..fields.base import ControlledField
-from ..solvers.fixed import rk_step
+from ..solution import StepCounts
+from ..solvers import march
+from ..terms import Term
 from ._common import check_field, check_state, grid_times, state_grid
 
 __all__ = [
@@ -28,19 +31,22 @@ __all__ = [
 NOISES = ("rademacher", "gaussian")
 
 
-def _theta(field: ControlledField, t: float, cell: int | None) -> dict[str, Tensor]:
+def _at(field: ControlledField, x: Tensor, t: float, cell: int | None) -> Callable[[Tensor], Tensor]:
+    """x -> F(t, x, theta(t)) (theta of ``cell`` if given)."""
     if isinstance(t, Tensor):
         t = t.item()
     if isinstance(t, bool) or not isinstance(t, (int, float)):
         raise TypeError(f"t must be a float, got {type(t).__name__}")
-    return field.theta_at(float(t), cell)
+    theta = field.theta_at(float(t), cell)
+    tt = torch.tensor(float(t), dtype=x.dtype, device=x.device)
+    return lambda z: field.vector_field(tt, z, theta)
 
 
-def _exact(field: ControlledField, x: Tensor, theta: dict[str, Tensor], create_graph: bool) -> tuple[Tensor, Tensor]:
+def _exact(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
     """(F, tr dF/dx) per sample."""
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_()
-        f = field.vector_field(xg, theta).flatten(1)
+        f = fn(xg).flatten(1)
         dim = f.shape[1]
         basis = torch.eye(dim, dtype=f.dtype, device=f.device)[:, None, :].expand(dim, *f.shape)
         (rows,) = torch.autograd.grad(f, xg, basis, is_grads_batched=True, create_graph=create_graph,
@@ -57,12 +63,12 @@ def _noise(x: Tensor, samples: int, noise: str, generator: torch.Generator | Non
     return (2 * bits - 1).to(x.dtype)
 
 
-def _hutchinson(field: ControlledField, x: Tensor, theta: dict[str, Tensor], eps: Tensor,
+def _hutchinson(fn: Callable[[Tensor], Tensor], x: Tensor, eps: Tensor,
                 create_graph: bool) -> tuple[Tensor, Tensor]:
     """(F, mean over probes of eps^T dF/dx eps) per sample."""
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_()
-        f = field.vector_field(xg, theta)
+        f = fn(xg)
         (vjp,) = torch.autograd.grad(f, xg, eps, is_grads_batched=True, create_graph=create_graph,
                                      materialize_grads=True)
     return f, (vjp * eps).flatten(2).sum(-1).mean(0)
@@ -75,7 +81,7 @@ def divergence_exact(field: ControlledField, x: Tensor, t: float, *, cell: int |
     """
     check_field(field)
     check_state(field, x)
-    return _exact(field, x, _theta(field, t, cell), create_graph)[1]
+    return _exact(_at(field, x, t, cell), x, create_graph)[1]
 
 
 def divergence_hutchinson(field: ControlledField, x: Tensor, t: float, *, samples: int = 1,
@@ -90,7 +96,7 @@ def divergence_hutchinson(field: ControlledField, x: Tensor, t: float, *, sample
     check_state(field, x)
     check_positive_int("samples", samples)
     check_choice("noise", noise, NOISES)
-    return _hutchinson(field, x, _theta(field, t, cell), _noise(x, samples, noise, generator), create_graph)[1]
+    return _hutchinson(_at(field, x, t, cell), x, _noise(x, samples, noise, generator), create_graph)[1]
 
 
 def entropy_rate(field: ControlledField, x: Tensor, t: float, *, cell: int | None = None) -> Tensor:
@@ -99,6 +105,21 @@ def entropy_rate(field: ControlledField, x: Tensor, t: float, *, cell: int | Non
     Returns a scalar tensor; exact (not an estimate of the trace) via :func:`divergence_exact`.
     """
     return divergence_exact(field, x, t, cell=cell).mean()
+
+
+class _LogDensityTerm(Term):
+    """(dx/dt, d log P/dt) = (F, -tr dF/dx) (eq. 28), the trace exact or by fixed Hutchinson probes."""
+
+    def __init__(self, term: Term, eps: Tensor | None) -> None:
+        self.term, self.eps, self.counts = term, eps, StepCounts()
+
+    def __call__(self, t: float, state: tuple[Tensor, Tensor], side: int) -> tuple[Tensor, Tensor]:
+        fn = lambda x: self.term(t, x, side)
+        if self.eps is None:
+            f, div = _exact(fn, state[0], False)
+        else:
+            f, div = _hutchinson(fn, state[0], self.eps, False)
+        return f.detach(), -div.detach()
 
 
 @dataclass(frozen=True)
@@ -130,26 +151,17 @@ def log_density_trajectory(field: ControlledField, x0: Tensor, *, steps: int, me
     check_field(field)
     check_state(field, x0, "x0")
     check_choice("divergence", divergence, ("exact", "hutchinson"))
-    grid, tableau = state_grid(field, method, steps)
+    grid, stepper = state_grid(field, method, steps)
     if divergence == "hutchinson":
         check_positive_int("samples", samples)
         check_choice("noise", noise, NOISES)
         eps = _noise(x0, samples, noise, generator)
 
-    def augmented(state: tuple[Tensor, Tensor], theta: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        if divergence == "exact":
-            f, div = _exact(field, state[0], theta, False)
-        else:
-            f, div = _hutchinson(field, state[0], theta, eps, False)
-        return f.detach(), -div.detach()
-
+    term = _LogDensityTerm(field.make_term(params=[]), eps if divergence == "hutchinson" else None)
+    t0, t1 = grid.times[0], grid.times[-1]
+    state0 = (x0.detach(), torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device))
     with torch.no_grad():
-        knots = [{k: v.detach() for k, v in theta.items()} for theta in field.knot_thetas()]
-        thetas = grid.stage_thetas(field, tableau, knots)
-        state = (x0.detach(), torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device))
-        xs, logps = [state[0]], [state[1]]
-        for j in range(steps):
-            state = rk_step(augmented, tableau, state, grid.h, thetas[j])
-            xs.append(state[0])
-            logps.append(state[1])
-    return DensityTrajectory(ts=grid_times(grid, x0), xs=torch.stack(xs), delta_logp=torch.stack(logps).detach())
+        states, _ = march(term, stepper, grid.controller(t0, t1), state0, t0, t1, grid.times,
+                          StepCounts())
+    return DensityTrajectory(ts=grid_times(grid, x0), xs=torch.stack([s[0] for s in states]),
+                             delta_logp=torch.stack([s[1] for s in states]))

@@ -25,8 +25,9 @@ def _check_pair(field: ControlledField, x: Tensor, a: Tensor) -> None:
         raise ValueError(f"a must be a tensor of the same shape as x {tuple(x.shape)}, got {getattr(a, 'shape', a)}")
 
 
-def _energy(field: ControlledField, x: Tensor, a: Tensor, theta: dict[str, Tensor]) -> Tensor:
-    return (a * field.vector_field(x, theta)).flatten(1).sum(1)
+def _energy(field: ControlledField, x: Tensor, a: Tensor, t: float, theta: dict[str, Tensor]) -> Tensor:
+    tt = torch.tensor(float(t), dtype=x.dtype, device=x.device)
+    return (a * field.vector_field(tt, x, theta)).flatten(1).sum(1)
 
 
 def _time(t: float, field: ControlledField) -> float:
@@ -46,7 +47,8 @@ def hamiltonian(field: ControlledField, x: Tensor, a: Tensor, t: float, *, cell:
     containing ``t``, right-continuous).
     """
     _check_pair(field, x, a)
-    return _energy(field, x, a, field.theta_at(_time(t, field), cell))
+    t = _time(t, field)
+    return _energy(field, x, a, t, field.theta_at(t, cell))
 
 
 def hamiltonian_along(field: ControlledField, trajectory: AdjointTrajectory) -> Tensor:
@@ -73,7 +75,7 @@ def hamiltonian_jump(field: ControlledField, x: Tensor, a: Tensor, t: float) -> 
     if t not in field.grid.jumps():
         raise ValueError(f"t must be one of field.grid.jumps() (a knot of piecewise-constant theta), got {t}")
     right = field.grid.cell(t)
-    return _energy(field, x, a, field.theta_at(t, right)) - _energy(field, x, a, field.theta_at(t, right - 1))
+    return _energy(field, x, a, t, field.theta_at(t, right)) - _energy(field, x, a, t, field.theta_at(t, right - 1))
 
 
 def hamiltonian_rate(field: ControlledField, x: Tensor, a: Tensor, t: float) -> Tensor:
@@ -94,7 +96,7 @@ def hamiltonian_rate(field: ControlledField, x: Tensor, a: Tensor, t: float) -> 
     rates = [(knots[left + 1][k] - knots[left][k]).detach() / grid.dt for k in names]
     with torch.enable_grad():
         theta = {k: v.detach().requires_grad_() for k, v in field.theta_at(t).items()}
-        energy = _energy(field, x.detach(), a.detach(), theta)
+        energy = _energy(field, x.detach(), a.detach(), t, theta)
         u = torch.zeros_like(energy, requires_grad=True)
         vjp = torch.autograd.grad(energy, [theta[k] for k in names], u, create_graph=True, materialize_grads=True)
         (jvp,) = torch.autograd.grad(vjp, u, rates, materialize_grads=True)

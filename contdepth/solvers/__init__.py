@@ -1,8 +1,28 @@
-"""Integrators: fixed-step explicit Runge-Kutta methods (tableaux + one engine) and adaptive dopri5."""
-from .tableau import EULER, MIDPOINT, RK4, ButcherTableau
+"""The engine: steppers (explicit Runge-Kutta tableaux, fixed and embedded pairs), where steps end
+(fixed grids, adaptive error control), and the one march loop. Imports neither fields nor
+gradient methods."""
+from .engine import Adaptive, FixedGrid, Problem, march, replay
+from .rk import RungeKutta
+from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
 
-FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, RK4)}
-ADAPTIVE = ("dopri5",)
-METHODS = tuple(FIXED_STEP) + ADAPTIVE
+FIXED_STEP = {name: t for name, t in TABLEAUX.items() if not t.adaptive}
+ADAPTIVE = {name: t for name, t in TABLEAUX.items() if t.adaptive}
+METHODS = tuple(TABLEAUX)
 
-__all__ = ["ButcherTableau", "EULER", "MIDPOINT", "RK4", "FIXED_STEP", "ADAPTIVE", "METHODS"]
+
+def get_stepper(method: object):
+    """The stepper called ``method`` (a name in ``METHODS``), or ``method`` itself if it is a
+    stepper object (it has ``init``, ``step`` and ``interpolate``)."""
+    if isinstance(method, str):
+        if method not in TABLEAUX:
+            raise ValueError(f"method must be one of {list(METHODS)} or a stepper object, got {method!r}")
+        return RungeKutta(TABLEAUX[method])
+    if all(hasattr(method, name) for name in ("init", "step", "interpolate")):
+        return method
+    raise TypeError(f"method must be a method name ({list(METHODS)}) or a stepper with init/step/interpolate, "
+                    f"got {type(method).__name__}")
+
+
+__all__ = ["Adaptive", "FixedGrid", "Problem", "march", "replay", "RungeKutta", "ButcherTableau", "EULER",
+           "MIDPOINT", "RK4", "BOSH3", "DOPRI5", "TSIT5", "TABLEAUX", "FIXED_STEP", "ADAPTIVE", "METHODS",
+           "get_stepper"]

@@ -1,0 +1,40 @@
+"""Plumbing shared by the hand-written backward passes (checkpoint and adjoint).
+
+Both are ``torch.autograd.Function``s whose inputs are the leaves of y0 followed by the term's
+parameters, and whose outputs are, per leaf of the state, the states at the output times
+stacked along a new leading axis.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..tree import State, leaves, rebuild
+
+
+def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
+        grad_outputs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+    """sum_i grad_outputs[i]^T d outputs[i] / d inputs, zeros for inputs nothing depends on.
+
+    Outputs without an autograd path (a field f(t) that ignores y and has no parameters, as
+    torchdiffeq's ExpODE) contribute nothing instead of failing.
+    """
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None and o.requires_grad]
+    if not pairs or not inputs:
+        return [torch.zeros_like(x) for x in inputs]
+    outs, grads = zip(*pairs)
+    return list(torch.autograd.grad(outs, inputs, grads, allow_unused=True, materialize_grads=True))
+
+
+def stack_outputs(outs: list[State]) -> tuple[torch.Tensor, ...]:
+    """Per state leaf, the states at the output times stacked on a new leading axis."""
+    return tuple(torch.stack(column) for column in zip(*(leaves(o) for o in outs)))
+
+
+def output_grads(like: State, grads: Sequence[torch.Tensor | None], count: int) -> list[State]:
+    """The incoming gradients of the stacked outputs, as one state per output time."""
+    first = leaves(like)
+    full = [torch.zeros(count, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
+            for g, x in zip(grads, first)]
+    return [rebuild(like, [g[k] for g in full]) for k in range(count)]

@@ -1,0 +1,76 @@
+"""The explicit Runge-Kutta stepper: one object for every tableau, fixed or embedded pair.
+
+Stepper protocol (every stepper of the engine has it)::
+
+    state = stepper.init(term, t0, y0, direction)
+    y1, state1, error, dense = stepper.step(term, t, h, y, state)
+    y_s = stepper.interpolate(y, y1, dense, h, s)        # the state at t + s h, 0 < s < 1
+
+``state`` holds what a stepper carries between steps (here the FSAL derivative f(t, y) of
+an embedded pair; history for multistep methods, noise for SDE methods) as a tuple of tensors,
+so the checkpoint gradient can store and differentiate it. ``error`` is the embedded error
+estimate (None for fixed-step methods).
+
+Which side of a jump in t a stage sees: a stage at c < 1 lies inside the step, ahead of its
+time in the direction of travel (side = +direction); the stage at c = 1 is the step's end,
+reached from behind (side = -direction). So a step inside one control cell sees only that
+cell's theta, whatever the floats.
+"""
+from __future__ import annotations
+
+from ..terms import Term
+from ..tree import State, add, axpy, combine, tree_map, weighted
+from .tableau import ButcherTableau
+
+
+class RungeKutta:
+    """Explicit Runge-Kutta stepper for ``tableau``: k_i = f(t + c_i h, y + h sum_j a_ij k_j),
+    y1 = y + h sum_i b_i k_i (seed 004 eq. 2.17-2.21 for classical RK4)."""
+
+    def __init__(self, tableau: ButcherTableau) -> None:
+        self.tableau = tableau
+        self.name = tableau.name
+        self.order = tableau.order
+        self.adaptive = tableau.adaptive
+        self.fsal = tableau.fsal
+
+    def __repr__(self) -> str:
+        return f"RungeKutta({self.name!r})"
+
+    def init(self, term: Term, t0: float, y0: State, direction: int) -> tuple:
+        """The FSAL derivative f(t0, y0) seen from the side of travel, or ()."""
+        return (term(t0, y0, direction),) if self.fsal else ()
+
+    def step(self, term: Term, t: float, h: float, y: State, state: tuple):
+        """One step from (t, y) to t + h: (y1, state1, error estimate or None, stages)."""
+        tab = self.tableau
+        direction = 1 if h > 0 else -1
+        ks: list[State] = []
+        yi = y
+        for i, (ci, row) in enumerate(zip(tab.c, tab.a)):
+            if i == 0 and self.fsal:
+                ks.append(state[0])
+                continue
+            yi = combine(y, h, row, ks)
+            ks.append(term(t + h if ci == 1 else t + ci * h, yi, -direction if ci == 1 else direction))
+        # FSAL: the last stage was evaluated at y + h sum b_j k_j, which is y1 itself.
+        y1 = yi if self.fsal else add(y, weighted(h, tab.b, ks))
+        error = weighted(h, tab.b_error, ks) if self.adaptive else None
+        return y1, ((ks[-1],) if self.fsal else ()), error, ks
+
+    def interpolate(self, y0: State, y1: State, ks: list[State], h: float, s: float) -> State:
+        """Dense output at t + s h: linear for fixed-step methods (torchdiffeq's choice); for an
+        embedded pair the 4th-order polynomial through y0, y1, y(t + h/2), f0 and f1."""
+        if self.tableau.mid is None:
+            return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
+        y_mid = combine(y0, h, self.tableau.mid, ks)
+        f0, f1 = ks[0], ks[-1]
+
+        def quartic(y0, y1, ym, f0, f1):
+            # torchdiffeq interp.py: coefficients of p(s) = e + d s + c s^2 + b s^3 + a s^4.
+            a = 2 * h * (f1 - f0) - 8 * (y1 + y0) + 16 * ym
+            b = h * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * ym
+            c = h * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * ym
+            return y0 + s * (h * f0 + s * (c + s * (b + s * a)))
+
+        return tree_map(quartic, y0, y1, y_mid, f0, f1)

@@ -1,0 +1,141 @@
+"""Terms: what the engine integrates, dy/dt = f(t, y), evaluated as ``term(t, y, side)``.
+
+``t`` is a Python float (the engine keeps times on the host: no device sync per evaluation) and
+``side`` says from which side the stage sees a discontinuity of f in t: +1 from the right (a
+stage inside a step going forward), -1 from the left (the stage at the end of that step). A
+field with piecewise-constant theta (a :class:`~contdepth.fields.ControlledField`) uses it to
+pick the control knot exactly; a plain f(t, y) is evaluated one float-ulp to that side of a
+declared jump, as torchdiffeq does.
+
+Objects that know their own term (``ControlledField``) provide ``make_term()``; anything else
+callable as ``func(t, y)`` is wrapped in a :class:`FuncTerm`. The engine sees only terms.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .solution import StepCounts
+from .tree import State, leaves
+
+
+@functools.lru_cache(maxsize=4096)
+def time_tensor(t: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """t as a 0-dim tensor, cached: fixed grids evaluate the same times at every training step.
+    (The cached tensor is shared: a field must not modify t in place.)"""
+    return torch.tensor(t, dtype=dtype, device=device)
+
+
+class Term:
+    """Base class: a right-hand side for the engine.
+
+    ``counts`` receives one ``nfe`` per evaluation (the gradient methods point it at the
+    forward or the backward counters).
+    """
+
+    counts: StepCounts
+
+    def __call__(self, t: float, y: State, side: int) -> State:
+        raise NotImplementedError
+
+    def jumps(self) -> tuple[float, ...]:
+        """Times in the interior of the solve where f(t, y) jumps (forced step ends)."""
+        return ()
+
+    def params(self) -> list[torch.Tensor]:
+        """The tensors that checkpoint and adjoint differentiate with respect to."""
+        return []
+
+    def default_interval(self) -> tuple[float, float] | None:
+        """(t0, t1) when the term has a natural interval (a control grid), else None."""
+        return None
+
+    def check_interval(self, t0: float, t1: float) -> None:
+        """Raise ``ValueError`` if the term cannot be integrated between t0 and t1."""
+
+    def check_state(self, y0: State) -> None:
+        """Raise if ``y0`` is not a state this term accepts (shape, dtype, device)."""
+
+
+def check_returned(f: State, y: State, what: str) -> None:
+    """Raise ``ValueError`` unless ``f`` has the structure, shapes and dtypes of ``y``."""
+    if isinstance(y, torch.Tensor) != isinstance(f, torch.Tensor) or (
+            not isinstance(y, torch.Tensor) and (not isinstance(f, tuple) or len(f) != len(y))):
+        raise ValueError(f"{what} must return the structure of the state y: got {type(f).__name__}"
+                         f"{'' if isinstance(f, torch.Tensor) else f' of length {len(f)}' if isinstance(f, tuple) else ''}"
+                         f" for a state of type {type(y).__name__}")
+    for i, (fi, yi) in enumerate(zip(leaves(f), leaves(y))):
+        name = what if isinstance(y, torch.Tensor) else f"{what} component {i}"
+        if fi.shape != yi.shape:
+            raise ValueError(f"{name} returned shape {tuple(fi.shape)}, but the state has shape {tuple(yi.shape)}")
+        if fi.dtype != yi.dtype:
+            raise ValueError(f"{name} returned dtype {fi.dtype}, but the state has dtype {yi.dtype}")
+
+
+def check_params_match(params: Iterable[torch.Tensor], y0: State, owner: str) -> None:
+    """Raise ``ValueError`` if a floating parameter's dtype or device differs from the state's."""
+    first = leaves(y0)[0]
+    for p in params:
+        if p.is_floating_point() and (p.dtype != first.dtype or p.device != first.device):
+            raise ValueError(f"{owner} has parameters of dtype {p.dtype} on {p.device}, but the state y0 is "
+                             f"{first.dtype} on {first.device}; move one to the other (e.g. func.to(y0.dtype))")
+
+
+class FuncTerm(Term):
+    """Any callable ``func(t, y)`` with t a 0-dim tensor of y's dtype and device.
+
+    ``params``: what checkpoint/adjoint differentiate (default: ``func.parameters()`` requiring
+    grad when func is an ``nn.Module``). ``jump_t``: user-declared times where func jumps.
+    """
+
+    def __init__(self, func: Callable, y0: State, *, params: Sequence[torch.Tensor] | None = None,
+                 jump_t: Sequence[float] = ()) -> None:
+        if not callable(func):
+            raise TypeError(f"func must be callable as func(t, y), got {type(func).__name__}")
+        self.func = func
+        first = leaves(y0)[0]
+        self.dtype, self.device = first.dtype, first.device
+        if params is None:
+            params = [p for p in func.parameters() if p.requires_grad] if isinstance(func, torch.nn.Module) else []
+        self._params = list(params)
+        self._jumps = tuple(sorted(float(t) for t in jump_t))
+        self._checked = False
+        self.counts = StepCounts()
+
+    def __call__(self, t: float, y: State, side: int) -> State:
+        self.counts.nfe += 1
+        tt = time_tensor(t, self.dtype, self.device)
+        if side and self._jumps and self._on_jump(t):
+            tt = torch.nextafter(tt, tt + side)
+        out = self.func(tt, y)
+        if not self._checked:
+            check_returned(out, y, "func")
+            self._checked = True
+        return out
+
+    def _on_jump(self, t: float) -> bool:
+        i = bisect.bisect_left(self._jumps, t - 1e-12 * max(1.0, abs(t)))
+        return i < len(self._jumps) and abs(self._jumps[i] - t) <= 1e-12 * max(1.0, abs(t))
+
+    def jumps(self) -> tuple[float, ...]:
+        return self._jumps
+
+    def params(self) -> list[torch.Tensor]:
+        return self._params
+
+    def check_state(self, y0: State) -> None:
+        if isinstance(self.func, torch.nn.Module):
+            check_params_match(self.func.parameters(), y0, f"func ({type(self.func).__name__})")
+
+
+def as_term(func: object, y0: State, *, params: Sequence[torch.Tensor] | None = None,
+            jump_t: Sequence[float] = (), declare_jumps: bool = True) -> Term:
+    """The term of ``func``: its own (``func.make_term``) or a :class:`FuncTerm`.
+    ``declare_jumps=False`` asks a term with built-in jumps (a control grid's knots) to hide them."""
+    make = getattr(func, "make_term", None)
+    if make is not None:
+        return make(params=params, jump_t=jump_t, declare_jumps=declare_jumps)
+    return FuncTerm(func, y0, params=params, jump_t=jump_t)
