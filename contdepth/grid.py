@@ -62,6 +62,10 @@ class ControlGrid:
         """Interior times where theta(t) is discontinuous (none for linear interpolation)."""
         return self.knot_times()[1:] if self.interp == "constant" else []
 
+    def breaks(self) -> list[float]:
+        """Interior knots, where theta(t) is not smooth: it jumps (constant) or bends (linear)."""
+        return self.knot_times()[1:] if self.interp == "constant" else self.knot_times()[1:-1]
+
     def cell(self, t: float, side: int = 1) -> int:
         """The interval whose theta holds at ``t``, clamped to [0, intervals - 1].
 

@@ -12,7 +12,7 @@ from .errors import check_choice, check_positive_int
 from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
 from .solvers import Adaptive, FixedGrid, get_stepper
-from .solvers.engine import AdjointConfig, Problem
+from .solvers import AdjointConfig, Problem
 from .terms import as_term
 from .tree import State, all_finite, leaves, rebuild
 
@@ -52,6 +52,10 @@ def _check_options(options: dict | None, allowed: Sequence[str], what: str) -> d
     return dict(options)
 
 
+def _floats(values) -> list[float]:
+    return [float(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
+
+
 def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
     times = tuple(float(t) for t in (values.tolist() if isinstance(values, torch.Tensor) else values))
     d = 1 if t1 > t0 else -1
@@ -79,8 +83,8 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
         raise ValueError(f"adjoint_options are for gradient='adjoint', got gradient={gradient!r}")
     norm = adjoint_options.pop("norm", "default")
     check_choice("adjoint_options['norm']", norm, NORMS)
-    jump_t = options.pop("jump_t", ())
-    jump_t = jump_t.tolist() if isinstance(jump_t, torch.Tensor) else list(jump_t)
+    jump_t = _floats(options.pop("jump_t", ()))
+    back_jumps = _floats(adjoint_options.pop("jump_t", ()))
     params = None if adjoint_params is None else list(adjoint_params)
     term = as_term(func, y0, params=params, jump_t=jump_t, declare_jumps=declare_jumps)
     term.check_state(y0)
@@ -114,7 +118,7 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
     term.counts = stats.forward
     problem = Problem(term, stepper, grid, t0, t1, out_times, stats,
-                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm"))
+                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm", jumps=tuple(back_jumps)))
     stacked = GRADIENTS[gradient](problem, y0)
     ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
     return Solution(ts, rebuild(y0, stacked), stats)

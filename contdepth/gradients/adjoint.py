@@ -21,11 +21,12 @@ from collections import defaultdict
 import torch
 
 from ..errors import SolverError
-from ..solvers.engine import FixedGrid, Problem, close, march
+from ..solvers.controllers import FixedGrid, close
+from ..solvers.engine import Problem, march
 from ..terms import Term
 from ..tree import State, all_finite, detach, leaves, rebuild, tree_map
 from ..tree import add
-from .common import output_grads, stack_outputs, vjp
+from .common import counting, output_grads, stack_outputs, vjp
 
 
 class AdjointTerm(Term):
@@ -84,7 +85,7 @@ class _Adjoint(torch.autograd.Function):
         problem: Problem = ctx.problem
         config = problem.adjoint
         y1 = rebuild(ctx.like, ctx.saved_tensors)
-        g = output_grads(ctx.like, grads, len(problem.out_times))
+        g = [rebuild(ctx.like, x) for x in output_grads(ctx.like, grads, len(problem.out_times))]
         at = _injections(problem, g)
 
         def gathered(t: float, a: State) -> State:
@@ -101,15 +102,13 @@ class _Adjoint(torch.autograd.Function):
         term = AdjointTerm(problem.term)
         n_y = len(leaves(y1))
         controller = problem.controller(problem.t1, problem.t0, stepper=config.stepper, grid=config.grid,
-                                        stops=tuple(at), norm_leaves=2 * n_y if config.seminorm else None)
-        counts, problem.term.counts = problem.term.counts, problem.stats.backward
+                                        stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)
         try:
-            _, (y, a, p) = march(term, config.stepper, controller, aug0, problem.t1, problem.t0, (),
-                                 problem.stats.backward, inject=inject)
+            with counting(problem.term, problem.stats.backward):
+                _, (y, a, p) = march(term, config.stepper, controller, aug0, problem.t1, problem.t0, (),
+                                     problem.stats.backward, inject=inject)
         except SolverError as err:
             raise SolverError(f"the adjoint backward solve failed: {err}") from err
-        finally:
-            problem.term.counts = counts
         if not all_finite((y, a)):
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "

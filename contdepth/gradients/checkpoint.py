@@ -11,71 +11,62 @@ from __future__ import annotations
 
 import torch
 
-from ..solvers.engine import Problem, close, replay
+from ..solvers.controllers import close
+from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
-from ..tree import add
-from .common import output_grads, stack_outputs, vjp
+from .common import counting, output_grads, stack_outputs, vjp
+
+
+def _add(a: list, b: list) -> list:
+    return [y if x is None else x + y for x, y in zip(a, b)]
 
 
 class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: Problem, like: State, *inputs: torch.Tensor):
         n = len(leaves(like))
-        y0 = rebuild(like, inputs[:n])
         records: list = []
         with torch.no_grad():
-            outs, _ = problem.march(y0, record=records)
-        ctx.problem, ctx.like, ctx.n = problem, like, n
-        ctx.meta = [(rec, len(leaves(y)), y, state) for rec, y, state in records]
-        flat = [x for _, y, state in records for x in leaves(y) + leaves(state)]
-        ctx.save_for_backward(*inputs[:n], *flat)
+            outs, _ = problem.march(rebuild(like, inputs[:n]), record=records)
+        ctx.problem, ctx.like = problem, like
+        # per step: the record, and the structures of its y and stepper state (their leaves are saved)
+        ctx.meta = [(rec, detach(y), detach(state)) for rec, y, state in records]
+        ctx.save_for_backward(*inputs[:n], *(x for _, y, state in records for x in leaves(y) + leaves(state)))
         return stack_outputs(outs)
 
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
-        term, stepper = problem.term, problem.stepper
-        params = term.params()
-        saved = ctx.saved_tensors
-        y0, flat = rebuild(ctx.like, saved[:ctx.n]), iter(saved[ctx.n:])
+        term, stepper, params = problem.term, problem.stepper, problem.term.params()
+        saved = iter(ctx.saved_tensors)
+        take = lambda like: [next(saved) for _ in leaves(like)]
+        y0 = take(ctx.like)
+        steps = [(rec, y_like, take(y_like), s_like, take(s_like)) for rec, y_like, s_like in ctx.meta]
         g = output_grads(ctx.like, grads, len(problem.out_times))
-        counts, term.counts = term.counts, problem.stats.backward
-        a_y, a_state = None, None
+        a_y: list = [None] * len(y0)       # dL/dy at the start of the step after this one (None: zero)
+        a_s: list = []                     # dL/d(stepper state) there
         p_grads = [torch.zeros_like(p) for p in params]
-        try:
-            steps = []
-            for rec, n_y, y_like, state_like in ctx.meta:
-                y = rebuild(y_like, [next(flat) for _ in range(n_y)])
-                state = rebuild(state_like, [next(flat) for _ in leaves(state_like)])
-                steps.append((rec, y, state))
-            for rec, y, state in reversed(steps):
+        with counting(term, problem.stats.backward):
+            for rec, y_like, y, s_like, s in reversed(steps):
                 with torch.enable_grad():
-                    y_in, s_in = detach(y, True), detach(state, True)
-                    y1, s1, outs = replay(term, stepper, rec, y_in, s_in)
+                    y_in = [x.detach().requires_grad_() for x in y]
+                    s_in = [x.detach().requires_grad_() for x in s]
+                    y1, s1, outs = replay(term, stepper, rec, rebuild(y_like, y_in), rebuild(s_like, s_in))
                 problem.stats.backward.accepted_steps += 1
-                outputs = leaves(y1) + leaves(s1) + [x for o in outs for x in leaves(o)]
-                upstream = (leaves(a_y) if a_y is not None else [None] * len(leaves(y1))) \
-                    + (leaves(a_state) if a_state is not None else [None] * len(leaves(s1))) \
-                    + [x for i, _ in rec.outs for x in leaves(g[i])]
-                grads_in = vjp(outputs, leaves(y_in) + leaves(s_in) + params, upstream)
-                n_y, n_s = len(leaves(y_in)), len(leaves(s_in))
-                a_y = rebuild(y_in, grads_in[:n_y])
-                a_state = rebuild(s_in, grads_in[n_y:n_y + n_s])
-                p_grads = [p + q for p, q in zip(p_grads, grads_in[n_y + n_s:])]
+                s1 = leaves(s1)
+                grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in + params,
+                               a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]])
+                a_y, a_s = grads_in[:len(y_in)], grads_in[len(y_in):len(y_in) + len(s_in)]
+                p_grads = _add(p_grads, grads_in[len(y_in) + len(s_in):])
             with torch.enable_grad():  # the stepper's initial state depends on y0 (FSAL: f(t0, y0))
-                y_in = detach(y0, True)
-                s0 = stepper.init(term, problem.t0, y_in, 1 if problem.t1 > problem.t0 else -1)
-            grads_in = vjp(leaves(s0), leaves(y_in) + params,
-                           leaves(a_state) if a_state is not None else [None] * len(leaves(s0)))
-        finally:
-            term.counts = counts
-        a0 = rebuild(y_in, grads_in[:len(leaves(y_in))])
-        a_y = a0 if a_y is None else add(a_y, a0)
+                y_in = [x.detach().requires_grad_() for x in y0]
+                s0 = leaves(stepper.init(term, problem.t0, rebuild(ctx.like, y_in), 1 if problem.t1 > problem.t0 else -1))
+            grads_in = vjp(s0, y_in + params, a_s or [None] * len(s0))
+        a_y = _add(a_y, grads_in[:len(y_in)])
         for i, t in enumerate(problem.out_times):
-            if close(t, problem.t0):
-                a_y = add(a_y, g[i])
-        p_grads = [p + q for p, q in zip(p_grads, grads_in[len(leaves(y_in)):])]
-        return (None, None, *leaves(a_y), *p_grads)
+            if close(t, problem.t0):  # returned as y0 itself
+                a_y = _add(a_y, g[i])
+        return (None, None, *a_y, *_add(p_grads, grads_in[len(y_in):]))
 
 
 def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:

@@ -6,11 +6,14 @@ stacked along a new leading axis.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
 
-from ..tree import State, leaves, rebuild
+from ..solution import StepCounts
+from ..terms import Term
+from ..tree import State, leaves
 
 
 def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
@@ -32,9 +35,18 @@ def stack_outputs(outs: list[State]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.stack(column) for column in zip(*(leaves(o) for o in outs)))
 
 
-def output_grads(like: State, grads: Sequence[torch.Tensor | None], count: int) -> list[State]:
-    """The incoming gradients of the stacked outputs, as one state per output time."""
-    first = leaves(like)
+def output_grads(like: State, grads: Sequence[torch.Tensor | None], count: int) -> list[list[torch.Tensor]]:
+    """The incoming gradients of the stacked outputs: per output time, one tensor per state leaf."""
     full = [torch.zeros(count, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-            for g, x in zip(grads, first)]
-    return [rebuild(like, [g[k] for g in full]) for k in range(count)]
+            for g, x in zip(grads, leaves(like))]
+    return [[g[k] for g in full] for k in range(count)]
+
+
+@contextlib.contextmanager
+def counting(term: Term, counts: StepCounts):
+    """Count the term's evaluations in ``counts`` (the backward pass's) for the duration."""
+    previous, term.counts = term.counts, counts
+    try:
+        yield
+    finally:
+        term.counts = previous

@@ -1,7 +1,9 @@
 """The engine: steppers (explicit Runge-Kutta tableaux, fixed and embedded pairs), where steps end
 (fixed grids, adaptive error control), and the one march loop. Imports neither fields nor
 gradient methods."""
-from .engine import Adaptive, FixedGrid, Problem, march, replay
+from .base import Controller, Stepper, StepRecord
+from .controllers import Adaptive, FixedGrid
+from .engine import AdjointConfig, Problem, march, replay
 from .rk import RungeKutta
 from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
 
@@ -23,6 +25,6 @@ def get_stepper(method: object):
                     f"got {type(method).__name__}")
 
 
-__all__ = ["Adaptive", "FixedGrid", "Problem", "march", "replay", "RungeKutta", "ButcherTableau", "EULER",
+__all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "RungeKutta", "ButcherTableau", "EULER",
            "MIDPOINT", "RK4", "BOSH3", "DOPRI5", "TSIT5", "TABLEAUX", "FIXED_STEP", "ADAPTIVE", "METHODS",
            "get_stepper"]
