@@ -42,6 +42,10 @@ class ControlGrid:
         check_choice("ControlGrid interp", self.interp, INTERPOLATIONS)
         if self.interp == "linear" and self.n < 2:
             raise ValueError(f"ControlGrid n must be >= 2 for interp='linear', got {self.n}")
+        object.__setattr__(self, "_dt", (self.t1 - self.t0) / self.intervals)
+        span = Fraction(self.t1) - Fraction(self.t0)
+        object.__setattr__(self, "_knot_times", tuple(float(Fraction(self.t0) + span * l / self.intervals)
+                                                       for l in range(self.n)))
 
     @property
     def intervals(self) -> int:
@@ -51,12 +55,11 @@ class ControlGrid:
     @property
     def dt(self) -> float:
         """Knot spacing D."""
-        return (self.t1 - self.t0) / self.intervals
+        return self._dt
 
     def knot_times(self) -> list[float]:
-        """Constant: left ends of the cells; linear: knot positions."""
-        return [float(Fraction(self.t0) + (Fraction(self.t1) - Fraction(self.t0)) * l / self.intervals)
-                for l in range(self.n)]
+        """Constant: left ends of the cells; linear: knot positions (each rounded once from its exact value)."""
+        return list(self._knot_times)
 
     def jumps(self) -> list[float]:
         """Interior times where theta(t) is discontinuous (none for linear interpolation)."""

@@ -58,6 +58,8 @@ class ControlledField(nn.Module):
         left (-1); ``cell`` (if given) overrides the cell altogether.
         """
         grid = self.grid
+        if not self.control_names:
+            return {}
         if grid.interp == "constant":
             l = grid.cell(t, side) if cell is None else cell
             if knots is None:
@@ -127,12 +129,22 @@ class ControlTerm(Term):
         self._params = trainable(field) if params is None else list(params)
         self._jumps = tuple(sorted(set(field.grid.breaks() if declare_jumps else []) | {float(t) for t in jump_t}))
         self.counts = StepCounts()
+        self._knots: list[dict[str, torch.Tensor]] = []
+        self._knots_grad: bool | None = None
 
     def __call__(self, t: float, y, side: int):
         self.counts.nfe += 1
         first = y if isinstance(y, torch.Tensor) else leaves(y)[0]
         return self.field.vector_field(time_tensor(t, first.dtype, first.device), y,
-                                       self.field.theta_at(t, side=side))
+                                       self.field.theta_at(t, knots=self.knots(), side=side))
+
+    def knots(self) -> list[dict[str, torch.Tensor]]:
+        """The field's knot values as views, made once per term and grad mode (one ``unbind`` per
+        parameter, and one node in the autograd graph, instead of an index per stage)."""
+        mode = torch.is_grad_enabled()
+        if self._knots_grad is not mode:
+            self._knots, self._knots_grad = self.field.knot_thetas(), mode
+        return self._knots
 
     def jumps(self) -> tuple[float, ...]:
         return self._jumps
