@@ -10,6 +10,7 @@ walks its own state grid. Two interpolations:
 """
 from __future__ import annotations
 
+import bisect
 import math
 from fractions import Fraction
 from dataclasses import dataclass
@@ -75,9 +76,13 @@ class ControlGrid:
         Off a knot, the interval containing t. On a knot (a float within 1e-9 intervals of one:
         ``t1=0.4`` on knots at multiples of 0.4 means the knot), the interval to its right for
         ``side=+1`` and to its left for ``side=-1``: a solver stage sees the theta of the step it
-        lies in (see :mod:`contdepth.solvers.rk`).
+        lies in (see :mod:`contdepth.solvers.rk`). ``side=0``: no snapping, the interval
+        containing the float t exactly (right-continuous), so a caller that perturbs t by an ulp
+        to choose a side (torchdiffeq at ``jump_t``) gets that side.
         """
-        p = (t - self.t0) / self.dt
+        if side == 0:
+            return min(bisect.bisect_right(self._knot_times, t) - 1, self.intervals - 1) if t >= self.t0 else 0
+        p = (t - self.t0) / self._dt
         knot = round(p)
         c = (knot if side > 0 else knot - 1) if abs(p - knot) <= 1e-9 else math.floor(p)
         return min(max(c, 0), self.intervals - 1)

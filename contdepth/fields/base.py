@@ -76,9 +76,9 @@ class ControlledField(nn.Module):
         tt = t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=psi.dtype, device=psi.device)
         grid, t_float = self.grid, float(tt.detach())
         if grid.interp == "constant":
-            theta = self.theta_at(t_float)
+            theta = self.theta_at(t_float, side=0)
         else:
-            l, r, _ = grid.weights(t_float)
+            l, r, _ = grid.weights(t_float, side=0)
             w = ((tt - grid.t0) / grid.dt - l).clamp(0.0, 1.0)
             theta = {name: getattr(self, name)[l] + w * (getattr(self, name)[r] - getattr(self, name)[l])
                      for name in self.control_names}

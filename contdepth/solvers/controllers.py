@@ -102,8 +102,9 @@ class Adaptive:
     problems and up to 18 % more on piecewise-constant fields: benchmarks/adaptive.py).
 
     ``first_step`` None: Hairer's rule (two evaluations). ``norm_leaves``: count only the first
-    so many tensors of the state (the adjoint's seminorm, Kidger et al. 2021). A step cut short
-    to end on a stop (a jump of f, t1) does not shrink the next step's proposal.
+    so many tensors of the state (the adjoint's seminorm, Kidger et al. 2021). A step that
+    would pass a stop (a jump of f, t1) is cut to end on it; the next proposal grows from the
+    cut step, as in torchdiffeq.
     """
 
     rtol: float
@@ -130,7 +131,7 @@ class _AdaptiveController:
         d = self.direction
         inside = sorted({s for s in stops if d * (s - t0) > 0 and d * (t1 - s) > 0}, key=lambda s: d * s)
         self.stops, self._next_stops = frozenset(inside), inside + [t1]
-        self.attempts, self.prev_ratio, self.h = 0, 1e-4, 0.0
+        self.attempts, self.prev_ratio, self.h, self.h_used = 0, 1e-4, 0.0, 0.0
 
     def _ratio(self, error: State, y0: State, y1: State) -> torch.Tensor:
         sp = self.spec
@@ -173,9 +174,11 @@ class _AdaptiveController:
         while d * (self._next_stops[0] - t) <= 0:
             self._next_stops.pop(0)
         stop = self._next_stops[0]
-        self.clipped = d * (t + self.h - stop) >= -1e-12 * max(1.0, abs(stop))
-        self.h_used = stop - t if self.clipped else self.h
-        return self.h_used, t + self.h_used if not self.clipped else stop
+        if d * (t + self.h - stop) >= -1e-12 * max(1.0, abs(stop)):  # end exactly on the stop
+            self.h_used = stop - t
+            return self.h_used, stop
+        self.h_used = self.h
+        return self.h, t + self.h
 
     def judge(self, error: State, y0: State, y1: State) -> bool:
         sp = self.spec
@@ -188,9 +191,7 @@ class _AdaptiveController:
                 alpha = 1.0 / self.order - 0.75 * sp.beta
                 factor = sp.safety * ratio ** -alpha * self.prev_ratio ** sp.beta
             self.prev_ratio = max(ratio, 1e-4)
-            h = self.h_used * min(sp.ifactor, max(1.0, factor))
-            # A step cut short to end on a stop says nothing against the size it was cut from.
-            self.h = self.h if self.clipped and abs(self.h) > abs(h) else h
+            self.h = self.h_used * min(sp.ifactor, max(1.0, factor))
             return True
         factor = sp.safety * ratio ** (-1.0 / self.order) if math.isfinite(ratio) else sp.dfactor
         self.h = self.h_used * max(sp.dfactor, min(1.0, factor))
