@@ -1,0 +1,111 @@
+"""Training-step time of this checkout against the first release (commit 27d1110), in one process.
+
+    python benchmarks/first_release.py [--reps N] [--only SUBSTRING] [--json out.json]
+
+The first release is checked out with ``git worktree`` into a temporary folder and imported as
+the package ``contdepth_first`` (its imports are relative), beside this checkout's ``contdepth``;
+each case builds the same field and input with both and times one training step (solve,
+mean-square loss, backward) in interleaved rounds, the order alternating. ``ratio`` =
+median(now) / median(first release); ``paired_ratio`` = median of the per-round ratios.
+Single-threaded. Needs the git history (a clone, not an sdist).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contdepth as cd  # noqa: E402
+from contdepth.io import write_json_atomic  # noqa: E402
+from run import machine  # noqa: E402
+
+FIRST_RELEASE = "27d1110"
+# (field, batch, method, steps or None for dopri5 at rtol 1e-3, gradient)
+CASES = [("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backprop"),
+         ("pde", 32, "euler", 32, "backprop"), ("dense", 64, "euler", 64, "backprop"),
+         ("dense", 64, "rk4", 64, "backprop"), ("dense", 5000, "rk4", 64, "backprop"),
+         ("dense", 64, "rk4", 64, "checkpoint"), ("dense", 64, "rk4", 64, "adjoint"),
+         ("conv", 32, "rk4", 32, "checkpoint"), ("conv", 32, "rk4", 32, "adjoint"),
+         ("dense", 64, "dopri5", None, "backprop"), ("dense", 64, "dopri5", None, "adjoint"),
+         ("conv", 8, "dopri5", None, "backprop")]
+
+
+def load_first_release(folder: Path):
+    """Import commit FIRST_RELEASE's package as ``contdepth_first``."""
+    tree = folder / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), FIRST_RELEASE],
+                   check=True, capture_output=True)
+    try:
+        shutil.copytree(tree / "contdepth", folder / "pkg" / "contdepth_first")
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True,
+                       capture_output=True)
+    sys.path.insert(0, str(folder / "pkg"))
+    return importlib.import_module("contdepth_first")
+
+
+def training_step(lib, kind: str, batch: int, method: str, steps: int | None, gradient: str) -> Callable[[], None]:
+    torch.manual_seed(0)
+    if kind == "dense":  # the peaks network of seed 004 ch. 3
+        f, x = lib.fields.DenseResidual(8, lib.ControlGrid(0.0, 20.0, 16), activation="tanh"), torch.randn(batch, 8)
+    elif kind == "conv":
+        f, x = lib.fields.ConvResidual(16, lib.ControlGrid(0.0, 1.0, 16)), torch.randn(batch, 16, 28, 28)
+    else:
+        f, x = lib.fields.PDEStencil(16, lib.ControlGrid(0.0, 1.0, 16)), torch.randn(batch, 16, 28, 28)
+    kwargs = dict(method=method, gradient=gradient, **(dict(steps=steps) if steps else dict(rtol=1e-3, atol=1e-5)))
+
+    def run() -> None:
+        for p in f.parameters():
+            p.grad = None
+        lib.odesolve(f, x, **kwargs).square().mean().backward()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
+    parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser.add_argument("--json", help="write the results to this file (atomically)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        first = load_first_release(Path(folder))
+        for case in CASES:
+            label = "/".join(str(c) for c in case)
+            if args.only not in label:
+                continue
+            run = {"now": training_step(cd, *case), "first": training_step(first, *case)}
+            for fn in run.values():
+                fn()
+            times: dict[str, list[float]] = {name: [] for name in run}
+            for r in range(args.reps):
+                for name in (("now", "first") if r % 2 == 0 else ("first", "now")):
+                    start = time.perf_counter()
+                    run[name]()
+                    times[name].append(time.perf_counter() - start)
+            now, old = statistics.median(times["now"]), statistics.median(times["first"])
+            paired = statistics.median(a / b for a, b in zip(times["now"], times["first"]))
+            rows.append({"case": label, "now_s": now, "first_release_s": old, "ratio": now / old, "paired_ratio": paired})
+            print(f"{label:32s} now {now * 1e3:8.1f} ms  first release {old * 1e3:8.1f} ms  ratio {now / old:.2f} "
+                  f"(paired {paired:.2f})", flush=True)
+    if args.json:
+        write_json_atomic(args.json, {"machine": machine(), "first_release": FIRST_RELEASE, "reps": args.reps,
+                                      "cases": rows})
+
+
+if __name__ == "__main__":
+    main()
