@@ -78,3 +78,19 @@ def test_adjoint_memory_example_quick(tmp_path):
     rss = [r for r in rows if "rss_growth_bytes" in r]
     assert {r["gradient"] for r in rss} == {"backprop", "adjoint", "checkpoint", "torch_checkpoint"}
     assert all(r["rss_growth_bytes"] > 0 for r in rss)
+
+
+def test_adaptive_benchmark_quick(tmp_path):
+    """benchmarks/adaptive.py --quick: every case ran both solvers; the native pairs take
+    torchdiffeq's steps (forward evaluations within 10 %) on its problems and on the fields."""
+    out = tmp_path / "adaptive.json"
+    _run([str(ROOT / "benchmarks" / "adaptive.py"), "--quick", "--reps", "1", "--json", str(out)], tmp_path)
+    result = json.loads(out.read_text())
+    rows = result["cases"]
+    assert {r["mode"] for r in rows} == {"solve", "backprop", "adjoint"}
+    assert {r["problem"].split()[0] for r in rows} == {"linear", "sine", "cubic", "peaks", "conv"}
+    for r in rows:
+        assert r["ratio"] == pytest.approx(r["ours_s"] / r["torchdiffeq_s"])
+        if r["mode"] != "adjoint":
+            assert abs(r["nfe_ratio"] - 1) <= 0.1, r
+    assert set(result["controller_totals"]) == {"0.0", "0.04"}
