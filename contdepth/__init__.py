@@ -7,7 +7,8 @@ from .fields.base import smoothness
 from .grid import ControlGrid
 from .solution import Solution, SolverStats, StepCounts
 from .solve import odeint, odeint_adjoint, odesolve, solve
+from .solvers import LinearTwoStep
 
 __version__ = "0.2.0.dev0"
-__all__ = ["ControlGrid", "fields", "odeint", "odeint_adjoint", "odesolve", "solve", "ODEBlock", "Solution",
+__all__ = ["ControlGrid", "LinearTwoStep", "fields", "odeint", "odeint_adjoint", "odesolve", "solve", "ODEBlock", "Solution",
            "SolverStats", "StepCounts", "SolverError", "smoothness"]

@@ -108,6 +108,10 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
         raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N or "
                          "options={'step_size': h}")
     grid = where_steps_end(options, rtol, atol)
+    if gradient == "adjoint" and isinstance(stepper, torch.nn.Module) and any(
+            p.requires_grad for p in stepper.parameters()):
+        raise ValueError(f"gradient='adjoint' does not differentiate a stepper's own parameters "
+                         f"({type(stepper).__name__}); use gradient='checkpoint' or 'backprop'")
     back_stepper = stepper if adjoint_method is None else get_stepper(adjoint_method)
     if gradient == "adjoint" and getattr(back_stepper, "adaptive", False) != adaptive:
         raise ValueError(f"adjoint_method={adjoint_method!r} must be {'adaptive' if adaptive else 'fixed-step'} "

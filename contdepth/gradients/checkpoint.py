@@ -37,7 +37,7 @@ class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
-        term, stepper, params = problem.term, problem.stepper, problem.term.params()
+        term, stepper, params = problem.term, problem.stepper, problem.params()
         saved = iter(ctx.saved_tensors)
         take = lambda like: [next(saved) for _ in leaves(like)]
         y0 = take(ctx.like)
@@ -71,4 +71,4 @@ class _Checkpoint(torch.autograd.Function):
 
 def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
     """Per leaf of the state, its values at ``problem.out_times`` stacked; differentiable by recomputation."""
-    return _Checkpoint.apply(problem, detach(y0), *leaves(y0), *problem.term.params())
+    return _Checkpoint.apply(problem, detach(y0), *leaves(y0), *problem.params())

@@ -4,6 +4,7 @@ gradient methods."""
 from .base import Controller, Stepper, StepRecord
 from .controllers import Adaptive, FixedGrid
 from .engine import AdjointConfig, Problem, march, replay
+from .multistep import LinearTwoStep
 from .rk import RungeKutta
 from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
 
@@ -25,6 +26,6 @@ def get_stepper(method: object):
                     f"got {type(method).__name__}")
 
 
-__all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "RungeKutta", "ButcherTableau", "EULER",
+__all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "LinearTwoStep", "RungeKutta", "ButcherTableau", "EULER",
            "MIDPOINT", "RK4", "BOSH3", "DOPRI5", "TSIT5", "TABLEAUX", "FIXED_STEP", "ADAPTIVE", "METHODS",
            "get_stepper"]

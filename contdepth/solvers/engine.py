@@ -102,6 +102,12 @@ class Problem:
     stats: SolverStats
     adjoint: "AdjointConfig | None" = None
 
+    def params(self) -> list[torch.Tensor]:
+        """What checkpoint differentiates: the term's parameters, then the stepper's trainable ones
+        (a stepper that is an ``nn.Module``, e.g. the k of :class:`~contdepth.solvers.multistep.LinearTwoStep`)."""
+        own = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) else []
+        return self.term.params() + [p for p in own if p.requires_grad]
+
     def controller(self, t0: float, t1: float, *, stepper: Stepper | None = None,
                    grid: FixedGrid | Adaptive | None = None, stops: Sequence[float] = (),
                    norm_leaves: int | None = None) -> Controller:
