@@ -112,6 +112,10 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
             p.requires_grad for p in stepper.parameters()):
         raise ValueError(f"gradient='adjoint' does not differentiate a stepper's own parameters "
                          f"({type(stepper).__name__}); use gradient='checkpoint' or 'backprop'")
+    if gradient == "adjoint" and getattr(stepper, "reversible", False):
+        raise ValueError(f"gradient='adjoint' integrates (y, a, dL/dtheta) backward, which is not a separable "
+                         f"pair for method={stepper.name!r}; use gradient='reversible' (exact, memory constant in "
+                         "depth) or 'checkpoint'")
     back_stepper = stepper if adjoint_method is None else get_stepper(adjoint_method)
     if gradient == "adjoint" and getattr(back_stepper, "adaptive", False) != adaptive:
         raise ValueError(f"adjoint_method={adjoint_method!r} must be {'adaptive' if adaptive else 'fixed-step'} "

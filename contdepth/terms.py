@@ -41,6 +41,12 @@ class Term:
     def __call__(self, t: float, y: State, side: int) -> State:
         raise NotImplementedError
 
+    def half(self, t: float, y: State, side: int, i: int) -> State:
+        """Component ``i`` of f(t, y) for a pair state y = (q, p) (split steppers use one half at
+        a time). Default: the whole f, then its component; a term that can compute one half
+        alone overrides this."""
+        return self(t, y, side)[i]
+
     def jumps(self) -> tuple[float, ...]:
         """Times in the interior of the solve where f(t, y) jumps (forced step ends)."""
         return ()

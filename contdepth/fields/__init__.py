@@ -2,7 +2,8 @@
 from .base import ControlledField, smoothness
 from .conv import ConvCubicFriction, ConvResidual
 from .dense import CubicFriction, DenseResidual
+from .hamiltonian import Hamiltonian
 from .pde import PDEStencil
 
 __all__ = ["ControlledField", "CubicFriction", "DenseResidual", "ConvResidual", "ConvCubicFriction",
-           "PDEStencil", "smoothness"]
+           "PDEStencil", "Hamiltonian", "smoothness"]

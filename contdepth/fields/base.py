@@ -138,6 +138,15 @@ class ControlTerm(Term):
         return self.field.vector_field(time_tensor(t, first.dtype, first.device), y,
                                        self.field.theta_at(t, knots=self.knots(), side=side))
 
+    def half(self, t: float, y, side: int, i: int):
+        """Component ``i`` of a pair-state field, alone when the field defines ``vector_field_half``."""
+        compute = getattr(self.field, "vector_field_half", None)
+        if compute is None:
+            return self(t, y, side)[i]
+        self.counts.nfe += 1
+        first = leaves(y)[0]
+        return compute(time_tensor(t, first.dtype, first.device), y, self.field.theta_at(t, knots=self.knots(), side=side), i)
+
     def knots(self) -> list[dict[str, torch.Tensor]]:
         """The field's knot values as views, made once per term and grad mode (one ``unbind`` per
         parameter, and one node in the autograd graph, instead of an index per stage)."""

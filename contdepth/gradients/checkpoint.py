@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from ..solvers.controllers import close
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
-from .common import counting, output_grads, stack_outputs, vjp
-
-
-def _add(a: list, b: list) -> list:
-    return [y if x is None else x + y for x, y in zip(a, b)]
+from .common import add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
 
 
 class _Checkpoint(torch.autograd.Function):
@@ -27,7 +22,7 @@ class _Checkpoint(torch.autograd.Function):
         n = len(leaves(like))
         records: list = []
         with torch.no_grad():
-            outs, _ = problem.march(rebuild(like, inputs[:n]), record=records)
+            outs, _ = problem.march(rebuild(like, inputs[:n]), on_step=lambda *step: records.append(step))
         ctx.problem, ctx.like = problem, like
         # per step: the record, and the structures of its y and stepper state (their leaves are saved)
         ctx.meta = [(rec, detach(y), detach(state)) for rec, y, state in records]
@@ -57,16 +52,14 @@ class _Checkpoint(torch.autograd.Function):
                 grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in + params,
                                a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]])
                 a_y, a_s = grads_in[:len(y_in)], grads_in[len(y_in):len(y_in) + len(s_in)]
-                p_grads = _add(p_grads, grads_in[len(y_in) + len(s_in):])
+                p_grads = add_grads(p_grads, grads_in[len(y_in) + len(s_in):])
             with torch.enable_grad():  # the stepper's initial state depends on y0 (FSAL: f(t0, y0))
                 y_in = [x.detach().requires_grad_() for x in y0]
                 s0 = leaves(stepper.init(term, problem.t0, rebuild(ctx.like, y_in), 1 if problem.t1 > problem.t0 else -1))
             grads_in = vjp(s0, y_in + params, a_s or [None] * len(s0))
-        a_y = _add(a_y, grads_in[:len(y_in)])
-        for i, t in enumerate(problem.out_times):
-            if close(t, problem.t0):  # returned as y0 itself
-                a_y = _add(a_y, g[i])
-        return (None, None, *a_y, *_add(p_grads, grads_in[len(y_in):]))
+        a_y = add_grads(a_y, grads_in[:len(y_in)])
+        a_y = with_t0_outputs(problem, a_y, g)
+        return (None, None, *a_y, *add_grads(p_grads, grads_in[len(y_in):]))
 
 
 def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 
 from ..solution import StepCounts
+from ..solvers.controllers import close
+from ..solvers.engine import Problem
 from ..terms import Term
 from ..tree import State, leaves
 
@@ -50,3 +52,16 @@ def counting(term: Term, counts: StepCounts):
         yield
     finally:
         term.counts = previous
+
+
+def add_grads(a: list, b: list) -> list:
+    """Leafwise a + b, where a None in ``a`` stands for zero."""
+    return [y if x is None else x + y for x, y in zip(a, b)]
+
+
+def with_t0_outputs(problem: Problem, a_y: list, g: list[list[torch.Tensor]]) -> list:
+    """dL/dy0 plus the gradients of the outputs at t0 (they are y0 itself)."""
+    for i, t in enumerate(problem.out_times):
+        if close(t, problem.t0):
+            a_y = add_grads(a_y, g[i])
+    return a_y

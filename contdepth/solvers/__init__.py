@@ -1,31 +1,36 @@
 """The engine: steppers (explicit Runge-Kutta tableaux, fixed and embedded pairs), where steps end
 (fixed grids, adaptive error control), and the one march loop. Imports neither fields nor
 gradient methods."""
+import functools
+
 from .base import Controller, Stepper, StepRecord
 from .controllers import Adaptive, FixedGrid
 from .engine import AdjointConfig, Problem, march, replay
 from .multistep import LinearTwoStep
 from .rk import RungeKutta
+from .symplectic import Leapfrog, SymplecticEuler
 from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
 
 FIXED_STEP = {name: t for name, t in TABLEAUX.items() if not t.adaptive}
 ADAPTIVE = {name: t for name, t in TABLEAUX.items() if t.adaptive}
-METHODS = tuple(TABLEAUX)
+STEPPERS = {**{name: functools.partial(RungeKutta, t) for name, t in TABLEAUX.items()},
+            "symplectic_euler": SymplecticEuler, "leapfrog": Leapfrog}
+METHODS = tuple(STEPPERS)
 
 
 def get_stepper(method: object):
     """The stepper called ``method`` (a name in ``METHODS``), or ``method`` itself if it is a
     stepper object (it has ``init``, ``step`` and ``interpolate``)."""
     if isinstance(method, str):
-        if method not in TABLEAUX:
+        if method not in STEPPERS:
             raise ValueError(f"method must be one of {list(METHODS)} or a stepper object, got {method!r}")
-        return RungeKutta(TABLEAUX[method])
+        return STEPPERS[method]()
     if all(hasattr(method, name) for name in ("init", "step", "interpolate")):
         return method
     raise TypeError(f"method must be a method name ({list(METHODS)}) or a stepper with init/step/interpolate, "
                     f"got {type(method).__name__}")
 
 
-__all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "LinearTwoStep", "RungeKutta", "ButcherTableau", "EULER",
+__all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "LinearTwoStep", "RungeKutta", "SymplecticEuler", "Leapfrog", "STEPPERS", "ButcherTableau", "EULER",
            "MIDPOINT", "RK4", "BOSH3", "DOPRI5", "TSIT5", "TABLEAUX", "FIXED_STEP", "ADAPTIVE", "METHODS",
            "get_stepper"]

@@ -39,11 +39,13 @@ def replay(term: Term, stepper: Stepper, rec: StepRecord, y: State, state: tuple
 
 
 def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: float, t1: float, out_times: Sequence[float],
-          counts: StepCounts, *, record: list | None = None, inject: Callable[[float, State], State] | None = None,
+          counts: StepCounts, *, on_step: Callable[[StepRecord, State, tuple], None] | None = None,
+          inject: Callable[[float, State], State] | None = None,
           check_finite: bool = False) -> tuple[list[State], State]:
     """Integrate from (t0, y0) to t1: (the states at ``out_times`` (monotone, in [t0, t1]), y(t1)).
 
-    ``record``: append (StepRecord, y, state) for every accepted step (checkpointing).
+    ``on_step(record, y, state)``: called for every accepted step with its start (checkpointing
+    keeps all three, the reversible gradient only the record).
     ``inject(t, y)``: called with every accepted step's end state, returns the state to go on
     from (the adjoint adds output gradients there; its controller makes those times stops, so
     the stepper's state is restarted after them).
@@ -69,8 +71,8 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
             k += 1
         rec = StepRecord(t, h, t_next, tuple((i, None if close(out_times[i], t_next) else (out_times[i] - t) / h)
                                              for i in range(begin, k)), t_next in controller.stops)
-        if record is not None:
-            record.append((rec, y, state))
+        if on_step is not None:
+            on_step(rec, y, state)
         for (i, _), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense)):
             outs[i] = value
         if inject is not None:
