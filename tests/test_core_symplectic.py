@@ -146,3 +146,46 @@ def test_errors():
         cd.odesolve(lambda t, y: -y, torch.ones(3, dtype=DT), t0=0.0, t1=1.0, method="leapfrog", steps=4)
     with pytest.raises(ValueError, match="pair state"):
         cd.odesolve(field, torch.ones(2, 3, dtype=DT), method="leapfrog", steps=4)
+
+
+def test_antisymmetric_residual_jacobian_has_no_growing_modes():
+    """act((K - K^T - gamma I) x + b) with tanh: every eigenvalue of dF/dx has real part <= 0
+    (<= -gamma * min tanh' when the layer is linear), unlike the plain layer act(K x + b)."""
+    from contdepth.analysis import field_jacobian
+    torch.manual_seed(0)
+    grid = cd.ControlGrid(0.0, 1.0, n=3)
+    anti = cd.fields.AntisymmetricResidual(6, grid, gamma=0.05).to(DT)
+    plain = cd.fields.DenseResidual(6, grid).to(DT)
+    with torch.no_grad():
+        for f in (anti, plain):
+            f.weight.normal_(0, 1.0)
+    x = torch.randn(50, 6, dtype=DT)
+    for t in (0.1, 0.5, 0.9):
+        assert torch.linalg.eigvals(field_jacobian(anti, t, x)).real.max() <= 1e-12
+    assert max(torch.linalg.eigvals(field_jacobian(plain, t, x)).real.max() for t in (0.1, 0.5, 0.9)) > 0.1
+    with torch.no_grad():  # the linear layer: eigenvalues of K - K^T - gamma I have real part exactly -gamma
+        lin = cd.fields.AntisymmetricResidual(6, grid, gamma=0.05, activation="identity").to(DT)
+        lin.weight.copy_(anti.weight)
+    eig = torch.linalg.eigvals(field_jacobian(lin, 0.5, x[:1]))
+    assert torch.allclose(eig.real, torch.full_like(eig.real, -0.05), atol=1e-12)
+    with pytest.raises(ValueError, match="gamma"):
+        cd.fields.AntisymmetricResidual(2, grid, gamma=-1.0)
+
+
+def test_spirals_are_deterministic_balanced_and_interleaved():
+    from contdepth.data import spirals
+    X, y = spirals(400, noise=0.0, turns=1.5, seed=3)
+    X2, y2 = spirals(400, noise=0.0, turns=1.5, seed=3)
+    assert torch.equal(X, X2) and torch.equal(y, y2)
+    assert X.shape == (400, 2) and X.dtype == torch.float32 and y.dtype == torch.int64
+    assert int((y == 0).sum()) == 200
+    r = X.double().norm(dim=1)
+    assert r.min() >= 0.1 - 1e-6 and r.max() <= 1.0 + 1e-6
+    # noise-free: each point sits on its class's arm, the other class's arm is pi away in angle
+    s = r
+    angle = torch.atan2(X[:, 1].double(), X[:, 0].double())
+    expected = 2 * math.pi * 1.5 * s + math.pi * y.double()
+    assert torch.allclose(torch.remainder(angle - expected + math.pi, 2 * math.pi) - math.pi,
+                          torch.zeros_like(angle), atol=1e-5)
+    with pytest.raises(ValueError, match="even"):
+        spirals(3)

@@ -1,4 +1,5 @@
-"""Planar (2-feature) classification data: concentric circles (seed 002 sec. 5.1) and MATLAB peaks (seed 004 ch. 3).
+"""Planar (2-feature) classification data: concentric circles (seed 002 sec. 5.1), MATLAB peaks
+(seed 004 ch. 3) and two interleaved spirals (seed 003).
 
 Every generator is deterministic given ``seed`` (its own ``torch.Generator``; the global RNG is
 untouched) and returns ``float32`` features and ``int64`` labels with exactly balanced classes.
@@ -53,6 +54,29 @@ def circles(n: int = 400, *, noise: float = 0.2, ratio: float = 2.0, radius: flo
     angle = 2 * math.pi * torch.rand(n, generator=gen, dtype=torch.float64)
     r = radius * torch.where(y == 0, 1.0, ratio).to(torch.float64)
     X = torch.stack([r * angle.cos(), r * angle.sin()], dim=1)
+    X = X + noise * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return X.float(), y
+
+
+def spirals(n: int = 400, *, noise: float = 0.05, turns: float = 1.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaved spirals (seed 003's toy): ``n`` points, ``n // 2`` per class.
+
+    Class c has points r (cos(a + c pi), sin(a + c pi)) with a = 2 pi turns s, r = s, for s
+    uniform in [0.1, 1] (so the arms start off the origin), plus isotropic Gaussian noise of
+    standard deviation ``noise``. Returns ``(X, y)``: ``X`` (n, 2) float32, ``y`` (n,) int64,
+    classes interleaved in a random order.
+    """
+    n = check_positive_int("n", n)
+    if n % 2:
+        raise ValueError(f"n must be even (two balanced classes), got {n}")
+    noise = _check_positive_float("noise", noise, allow_zero=True)
+    turns = _check_positive_float("turns", turns)
+    gen = torch.Generator().manual_seed(_check_seed(seed))
+    y = torch.arange(n, dtype=torch.int64) % 2
+    y = y[torch.randperm(n, generator=gen)]
+    s = 0.1 + 0.9 * torch.rand(n, generator=gen, dtype=torch.float64)
+    angle = 2 * math.pi * turns * s + math.pi * y.to(torch.float64)
+    X = torch.stack([s * angle.cos(), s * angle.sin()], dim=1)
     X = X + noise * torch.randn(n, 2, generator=gen, dtype=torch.float64)
     return X.float(), y
 
