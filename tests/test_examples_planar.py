@@ -80,3 +80,18 @@ def test_circles_study_quick(tmp_path):
     assert set(m["diagnosis"]) == {"adam_full_batch_400_points", "adam_20000_points_lambda_1", "adam_20000_points_lambda_0"}
     for run in [*m["sweep"][0]["runs"], *m["diagnosis"].values()]:
         assert set(run) == {"train_acc", "val_acc", "expected_acc"} and all(is_accuracy(a) for a in run.values())
+
+
+def test_spirals_quick(tmp_path):
+    m = run_example("spirals", tmp_path)
+    assert m["quick"] is True
+    assert {k: m[k]["params"] for k in ("hamiltonian", "resnet", "linear_two_step")} == {
+        "hamiltonian": 1290, "resnet": 1242, "linear_two_step": 1259}
+    assert all(is_accuracy(m[k][a]) for k in ("hamiltonian", "resnet", "linear_two_step") for a in ("train_acc", "test_acc"))
+    assert m["hamiltonian"]["test_acc"] >= 0.95            # the quick run already learns the spirals (0.985 measured)
+    assert len(m["learned_k"]) == 17 and m["learned_k"][0] == 0.0  # k_0 acts on x_0 - x_{-1} = 0: no gradient
+    saved = {(r["gradient"], r["steps"]): r["saved_bytes"] for r in m["memory"]}
+    assert saved["reversible", 256] == saved["reversible", 16] < saved["backprop", 16] < saved["backprop", 256]
+    energy = m["energy_along_trajectories"]
+    assert len(energy["leapfrog"]) == len(energy["euler"]) == 33
+    check_pngs(tmp_path, ["boundaries.png", "energy.png", "k.png", "memory.png"])
