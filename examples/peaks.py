@@ -14,6 +14,8 @@ grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (
 (d) sec. 3.4 / fig. 3.9: T = 10, 8 control layers; Euler with 32 steps vs RK4 with 8 steps (4x the
     step): both trained from the same initialisation, and the Euler-trained field's landscape
     evaluated with either method.
+(b) is also run with the antisymmetric layer of Haber & Ruthotto 2017 beside the plain one, and
+(e) seed 002 eq. 111: the linear two-step net against the ResNet (T = 20, 16 layers).
 
     python examples/peaks.py [--quick] [--out DIR]
 
@@ -51,15 +53,24 @@ QUICK = {
     "landscape_points": 11, "landscape_range": 1.0, "dopri5": True,
 }
 DOPRI5_TOL = {"rtol": 1e-4, "atol": 1e-6}
+ANTI_GAMMA = 0.01
 
 
 class PeaksNet(nn.Module):
-    """Duplicate (x1, x2) to width 8, flow with tanh(K(t) x + b(t)) over [0, T], classify linearly."""
+    """Duplicate (x1, x2) to width 8, flow with tanh(K(t) x + b(t)) over [0, T], classify linearly.
 
-    def __init__(self, *, T: float, control: int, steps: int, method: str = "euler") -> None:
+    ``layer="antisymmetric"``: tanh((K - K^T - gamma I) x + b) instead (Haber & Ruthotto 2017);
+    ``two_step=True``: the linear two-step stepper (seed 002 eq. 111, trainable k per control layer)
+    in place of Euler.
+    """
+
+    def __init__(self, *, T: float, control: int, steps: int, method: str = "euler", layer: str = "plain",
+                 two_step: bool = False) -> None:
         super().__init__()
-        self.field = cd.fields.DenseResidual(WIDTH, cd.ControlGrid(0.0, T, n=control), activation="tanh")
-        self.block = cd.ODEBlock(self.field, method=method, steps=steps)
+        grid = cd.ControlGrid(0.0, T, n=control)
+        self.field = (cd.fields.AntisymmetricResidual(WIDTH, grid, gamma=ANTI_GAMMA) if layer == "antisymmetric"
+                      else cd.fields.DenseResidual(WIDTH, grid, activation="tanh"))
+        self.block = cd.ODEBlock(self.field, method=cd.LinearTwoStep(grid) if two_step else method, steps=steps)
         self.head = nn.Linear(WIDTH, N_CLASSES)
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,37 +147,55 @@ def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> d
 
 
 def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
-    result = {"T": 10.0, "layers": cfg["eig_layers"], "nets": {}}
+    """(b) for the plain layer and, beside it, the antisymmetric layer (``nets_antisymmetric``)."""
+    result = {"T": 10.0, "layers": cfg["eig_layers"], "antisymmetric_gamma": ANTI_GAMMA}
     probe = train_data[0][:20]
-    for n in cfg["eig_layers"]:
-        net = make_net(0, T=10.0, control=n, steps=n)
-        wall = train(net, train_data, cfg, out, f"stability_{n}", progress=progress)["wall_s"]
-        spec = layer_spectra(net.field, net.lift(probe), steps=n)
-        shown = list(range(n)) if n <= 16 else list(range(0, n, n // 16))
-        side = 4 if len(shown) <= 16 else 6
-        rows = (len(shown) + side - 1) // side
+    for layer, key, tag in (("plain", "nets", ""), ("antisymmetric", "nets_antisymmetric", "antisymmetric_")):
+        result[key] = {}
+        for n in cfg["eig_layers"]:
+            net = make_net(0, T=10.0, control=n, steps=n, layer=layer)
+            wall = train(net, train_data, cfg, out, f"stability_{tag}{n}", progress=progress)["wall_s"]
+            spec = layer_spectra(net.field, net.lift(probe), steps=n)
+            shown = list(range(n)) if n <= 16 else list(range(0, n, n // 16))
+            side = 4 if len(shown) <= 16 else 6
+            rows = (len(shown) + side - 1) // side
 
-        def draw(ax, i, j, spec=spec, shown=shown, side=side):
-            k = i * side + j
-            if k >= len(shown):
-                ax.axis("off")
-                return
-            cplot.eigenvalues(spec.eigenvalues[shown[k]], ax=ax, methods=("euler", "rk4"), s=3,
-                              title=f"layer {shown[k]}")
-        cplot.save(cplot.panel_grid(rows, side, draw, ticks=True, title=f"h*eig(J), {n} layers, T = 10 "
-                                    "(red: Euler |1+z|=1, green: RK4)"), out / f"peaks_eigenvalues_{n}.png")
-        inside_euler = spec.inside_fraction("euler")
-        result["nets"][str(n)] = {
-            "h": spec.h, "test_acc": evaluate(net, test_data), "train_wall_s": wall,
-            "fraction_inside_euler": float(inside_euler.mean()),
-            "layers_all_inside_euler": int((inside_euler == 1).sum()),
-            "fraction_inside_rk4": float(spec.inside_fraction("rk4").mean()),
-            "max_real_lambda": float(spec.max_real().max()),
-            "max_abs_hlambda": float(spec.eigenvalues.abs().max()),
-        }
-        print(f"(b) {n} layers: inside Euler disc {float(inside_euler.mean()):.3f}, "
-              f"max Re lambda {result['nets'][str(n)]['max_real_lambda']:.3f}")
+            def draw(ax, i, j, spec=spec, shown=shown, side=side):
+                k = i * side + j
+                if k >= len(shown):
+                    ax.axis("off")
+                    return
+                cplot.eigenvalues(spec.eigenvalues[shown[k]], ax=ax, methods=("euler", "rk4"), s=3,
+                                  title=f"layer {shown[k]}")
+            cplot.save(cplot.panel_grid(rows, side, draw, ticks=True, title=f"h*eig(J), {layer} layer, {n} layers, "
+                                        "T = 10 (red: Euler |1+z|=1, green: RK4)"), out / f"peaks_eigenvalues_{tag}{n}.png")
+            inside_euler = spec.inside_fraction("euler")
+            result[key][str(n)] = {
+                "h": spec.h, "test_acc": evaluate(net, test_data), "train_wall_s": wall,
+                "fraction_inside_euler": float(inside_euler.mean()),
+                "layers_all_inside_euler": int((inside_euler == 1).sum()),
+                "fraction_inside_rk4": float(spec.inside_fraction("rk4").mean()),
+                "max_real_lambda": float(spec.max_real().max()),
+                "max_abs_hlambda": float(spec.eigenvalues.abs().max()),
+            }
+            print(f"(b) {layer} layer, {n} layers: inside Euler disc {float(inside_euler.mean()):.3f}, "
+                  f"max Re lambda {result[key][str(n)]['max_real_lambda']:.3f}")
     result["probe_points"] = len(probe)
+    return result
+
+
+def two_step_vs_resnet(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
+    """(e) seed 002 eq. 111 on the peaks task: the ResNet (Euler) and the linear two-step net with
+    the same field, initialisation, data and epochs (T = 20, 16 control layers = 16 steps)."""
+    result = {"T": 20.0, "layers": 16}
+    for name, two_step in (("resnet", False), ("linear_two_step", True)):
+        net = make_net(0, T=20.0, control=16, steps=16, two_step=two_step)
+        wall = train(net, train_data, cfg, out, f"two_step_{name}", progress=progress)["wall_s"]
+        result[name] = {"test_acc": evaluate(net, test_data), "train_acc": evaluate(net, train_data),
+                        "train_wall_s": wall, "params": sum(p.numel() for p in net.parameters())}
+        if two_step:
+            result[name]["learned_k"] = net.block.method.k.detach().tolist()
+        print(f"(e) {name}: test {result[name]['test_acc']:.3f} ({wall:.1f} s)")
     return result
 
 
@@ -250,6 +279,7 @@ def main() -> None:
     metrics["stability"] = stability(cfg, train_data, test_data, out, progress)
     metrics["landscape"] = landscapes(cfg, train_data, test_data, out, progress)
     metrics["euler_vs_rk4"] = euler_vs_rk4(cfg, train_data, test_data, out, progress)
+    metrics["two_step_vs_resnet"] = two_step_vs_resnet(cfg, train_data, test_data, out, progress)
     metrics["wall_s"] = time.perf_counter() - t0
     write_json_atomic(out / "metrics.json", metrics)
     print(f"done in {metrics['wall_s']:.1f} s")

@@ -66,12 +66,19 @@ def test_peaks_quick(tmp_path):
     for k in m["stability"]["layers"]:
         s = m["stability"]["nets"][str(k)]
         assert 0.0 <= s["fraction_inside_euler"] <= 1.0 and s["h"] == pytest.approx(10.0 / k)
+        a = m["stability"]["nets_antisymmetric"][str(k)]
+        assert a["max_real_lambda"] <= 1e-6  # the antisymmetric layer has no growing mode
+        assert a["fraction_inside_rk4"] >= s["fraction_inside_rk4"] - 1e-9
+    e = m["two_step_vs_resnet"]
+    assert e["linear_two_step"]["params"] == e["resnet"]["params"] + 16 and len(e["linear_two_step"]["learned_k"]) == 16
+    assert all(is_accuracy(e[k]["test_acc"]) for k in ("resnet", "linear_two_step"))
     assert set(m["landscape"]["nets"]) == {"8", "20"}
     for method in ("euler", "rk4"):
         r = m["euler_vs_rk4"][f"trained_{method}"]
         assert len(r["train_loss"]) == len(r["test_loss"]) == m["config"]["epochs"]
     check_pngs(tmp_path, ["peaks_data.png", "peaks_cross_eval.png", "peaks_landscape_8.png", "peaks_landscape_20.png",
-                          "peaks_rk4_vs_euler.png", "peaks_rk4_vs_euler_curves.png"] + [f"peaks_eigenvalues_{k}.png" for k in m["stability"]["layers"]])
+                          "peaks_rk4_vs_euler.png", "peaks_rk4_vs_euler_curves.png"] + [f"peaks_eigenvalues_{k}.png" for k in m["stability"]["layers"]]
+               + [f"peaks_eigenvalues_antisymmetric_{k}.png" for k in m["stability"]["layers"]])
 
 
 def test_circles_study_quick(tmp_path):
