@@ -70,34 +70,25 @@ class DenseResidual(ControlledField):
         return self._act(F.linear(psi, theta["weight"], theta["bias"]))
 
     def check_state(self, psi):
-        check_dims("DenseResidual", psi, 2, 1, self.dim, "(B, dim)")
+        check_dims(type(self).__name__, psi, 2, 1, self.dim, "(B, dim)")
 
 
-class AntisymmetricResidual(ControlledField):
+class AntisymmetricResidual(DenseResidual):
     """Haber & Ruthotto 2017's stable layer: F(x) = act((K(t) - K(t)^T - gamma I) x + b(t)).
 
     K - K^T - gamma I has eigenvalues with real part -gamma, and for an increasing activation
     (act' > 0) the Jacobian diag(act') (K - K^T - gamma I) keeps Re(lambda) <= 0: the continuous
-    dynamics neither blow up nor lose information fast. ``weight`` (n, dim, dim) and ``bias``
-    (n, dim) initialised like ``torch.nn.Linear(dim, dim)``; ``gamma`` a fixed float >= 0.
+    dynamics neither blow up nor lose information fast. Parameters and initialisation as
+    :class:`DenseResidual`; ``gamma`` a fixed float >= 0.
     """
 
     def __init__(self, dim: int, grid: ControlGrid, *, gamma: float = 0.01, activation: str = "tanh") -> None:
-        super().__init__(grid)
-        self.dim = check_positive_int("dim", dim)
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
             raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
+        super().__init__(dim, grid, activation=activation)
         self.gamma = float(gamma)
-        self.activation = activation
-        self._act = activation_fn(activation)
-        bound = dim ** -0.5
-        self.add_control("weight", torch.empty(grid.n, dim, dim).uniform_(-bound, bound))
-        self.add_control("bias", torch.empty(grid.n, dim).uniform_(-bound, bound))
 
     def vector_field(self, t, psi, theta):
         k = theta["weight"]
         a = k - k.transpose(-1, -2) - self.gamma * torch.eye(self.dim, dtype=k.dtype, device=k.device)
         return self._act(F.linear(psi, a, theta["bias"]))
-
-    def check_state(self, psi):
-        check_dims("AntisymmetricResidual", psi, 2, 1, self.dim, "(B, dim)")
