@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import check_choice, check_positive_int
+from .fields.base import ControlledField
 from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
 from .solvers import Adaptive, FixedGrid, get_stepper
@@ -158,22 +159,22 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         only to measure what it saves).
     """
     y0 = _check_y0(y0)
-    make_term = getattr(func, "make_term", None)
-    interval = make_term().default_interval() if make_term is not None else None
-    if interval is None and (t0 is None or t1 is None):
+    control = func.grid if isinstance(func, ControlledField) else None
+    if control is None and (t0 is None or t1 is None):
         raise ValueError(f"t0 and t1 are required for a plain func(t, y) ({type(func).__name__}); "
                          "only a ControlledField has a default interval (its control grid)")
-    t0 = interval[0] if t0 is None else float(t0)
-    t1 = interval[1] if t1 is None else float(t1)
+    t0 = control.t0 if t0 is None else float(t0)
+    t1 = control.t1 if t1 is None else float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"t0 and t1 must be finite and different, got t0={t0}, t1={t1}")
     out_times = (t1,) if t_eval is None else _times("t_eval", t_eval, t0, t1)
-    if steps is None and make_term is not None and not getattr(get_stepper(method), "adaptive", False) \
+    stepper = get_stepper(method)
+    if steps is None and control is not None and not getattr(stepper, "adaptive", False) \
             and not (options and "step_size" in options):
-        steps = func.grid.intervals
+        steps = control.intervals
     if steps is not None:
         check_positive_int("steps", steps)
-    return _integrate(func, y0, t0=t0, t1=t1, out_times=out_times, method=method, steps=steps, grid_times=None,
+    return _integrate(func, y0, t0=t0, t1=t1, out_times=out_times, method=stepper, steps=steps, grid_times=None,
                       gradient=gradient, rtol=rtol, atol=atol, options=options, adjoint_rtol=None,
                       adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
                       adjoint_params=adjoint_params, declare_jumps=declare_jumps)

@@ -55,10 +55,6 @@ class Term:
         """The tensors that checkpoint and adjoint differentiate with respect to."""
         return []
 
-    def default_interval(self) -> tuple[float, float] | None:
-        """(t0, t1) when the term has a natural interval (a control grid), else None."""
-        return None
-
     def check_interval(self, t0: float, t1: float) -> None:
         """Raise ``ValueError`` if the term cannot be integrated between t0 and t1."""
 

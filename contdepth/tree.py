@@ -49,6 +49,11 @@ def add(y: State, dy: State) -> State:
     return y + dy if isinstance(y, torch.Tensor) else tree_map(lambda a, b: a + b, y, dy)
 
 
+def lerp(y0: State, y1: State, s: float) -> State:
+    """y0 + s (y1 - y0): the linear interpolant of a fixed step (torchdiffeq's dense output)."""
+    return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
+
+
 def combine(y: State, h: float, coeffs: Sequence[float], ks: Sequence[State]) -> State:
     """y + sum_j (h c_j) k_j over the nonzero c_j (y itself when all are zero)."""
     out = y

@@ -161,9 +161,6 @@ class ControlTerm(Term):
     def params(self) -> list[torch.Tensor]:
         return self._params
 
-    def default_interval(self) -> tuple[float, float]:
-        return self.field.grid.t0, self.field.grid.t1
-
     def check_interval(self, t0: float, t1: float) -> None:
         grid = self.field.grid
         lo, hi = min(t0, t1), max(t0, t1)

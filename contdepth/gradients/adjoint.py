@@ -24,8 +24,7 @@ from ..errors import SolverError
 from ..solvers.controllers import FixedGrid, close
 from ..solvers.engine import Problem, march
 from ..terms import Term
-from ..tree import State, all_finite, detach, leaves, rebuild, tree_map
-from ..tree import add
+from ..tree import State, add, all_finite, detach, leaves, rebuild, tree_map
 from .common import counting, output_grads, stack_outputs, vjp
 
 
@@ -44,9 +43,6 @@ class AdjointTerm(Term):
             grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
         n = len(leaves(y_in))
         return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
-
-    def jumps(self) -> tuple[float, ...]:
-        return self.term.jumps()
 
 
 def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:

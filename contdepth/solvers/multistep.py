@@ -22,7 +22,7 @@ from torch import nn
 
 from ..grid import ControlGrid
 from ..terms import Term
-from ..tree import State, axpy, leaves, tree_map
+from ..tree import State, axpy, leaves, lerp, tree_map
 
 
 class LinearTwoStep(nn.Module):
@@ -59,7 +59,7 @@ class LinearTwoStep(nn.Module):
         return tree_map(lambda e, x, xp: e + k * (xp - x), euler, y, state[0]), (y,), None, None
 
     def interpolate(self, y0: State, y1: State, dense, h: float, s: float) -> State:
-        return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
+        return lerp(y0, y1, s)
 
     def extra_repr(self) -> str:
         return f"n={self.grid.n}"

@@ -19,7 +19,7 @@ cell's theta, whatever the floats.
 from __future__ import annotations
 
 from ..terms import Term
-from ..tree import State, add, axpy, combine, tree_map, weighted
+from ..tree import State, add, combine, lerp, tree_map, weighted
 from .tableau import ButcherTableau
 
 
@@ -62,7 +62,7 @@ class RungeKutta:
         """Dense output at t + s h: linear for fixed-step methods (torchdiffeq's choice); for an
         embedded pair the 4th-order polynomial through y0, y1, y(t + h/2), f0 and f1."""
         if self.tableau.mid is None:
-            return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
+            return lerp(y0, y1, s)
         y_mid = combine(y0, h, self.tableau.mid, ks)
         f0, f1 = ks[0], ks[-1]
 

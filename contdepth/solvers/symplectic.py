@@ -14,7 +14,7 @@ rounding, which the ``"reversible"`` gradient uses to rebuild states instead of 
 from __future__ import annotations
 
 from ..terms import Term
-from ..tree import State, axpy, tree_map
+from ..tree import State, axpy, lerp
 
 
 def _pair(y: State, name: str) -> tuple:
@@ -52,7 +52,7 @@ class SymplecticEuler:
         return q, axpy(p1, -h, term.half(t, (q, p1), d, 1))
 
     def interpolate(self, y0: State, y1: State, dense, h: float, s: float) -> State:
-        return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
+        return lerp(y0, y1, s)
 
 
 class Leapfrog(SymplecticEuler):
