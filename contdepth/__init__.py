@@ -1,14 +1,17 @@
 """contdepth: continuous-depth networks. A network is a vector field dpsi/dt = F(psi, theta(t), t);
 ResNets, RK4 nets and adaptive dopri5 nets are discretisations of the same field."""
 from . import fields
-from .block import ODEBlock
+from .block import ODEBlock, SDEBlock
+from .brownian import BrownianPath
 from .errors import SolverError
 from .fields.base import smoothness
 from .grid import ControlGrid
 from .solution import Solution, SolverStats, StepCounts
+from .sdesolve import sdesolve
 from .solve import odeint, odeint_adjoint, odesolve, solve
 from .solvers import LinearTwoStep
 
 __version__ = "0.2.0.dev0"
 __all__ = ["ControlGrid", "LinearTwoStep", "fields", "odeint", "odeint_adjoint", "odesolve", "solve", "ODEBlock", "Solution",
-           "SolverStats", "StepCounts", "SolverError", "smoothness"]
+           "SolverStats", "StepCounts", "SolverError", "smoothness",
+           "BrownianPath", "SDEBlock", "sdesolve"]

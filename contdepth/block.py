@@ -9,6 +9,7 @@ from torch import nn
 from .errors import check_choice, check_positive_int
 from .gradients import GRADIENTS
 from .solution import SolverStats
+from .sdesolve import SDE_GRADIENTS, _check_noise, _get_sde_stepper, sdesolve
 from .solve import solve
 from .solvers import get_stepper
 
@@ -49,3 +50,49 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}"
+
+
+class SDEBlock(nn.Module):
+    """Maps x to X(t1) of the stochastic ResNet dX = f(t, X) dt + g(t, X) dW, X(t0) = x (seed 003),
+    solved by :func:`~contdepth.sdesolve.sdesolve`.
+
+    In training every call draws a fresh Brownian path (from torch's global generator, so
+    ``torch.manual_seed`` reproduces a run). In evaluation ``eval_noise`` decides: ``"sample"``
+    (fresh noise, as in training: average several calls for the predictive mean), ``"fixed"``
+    (the path of ``eval_seed`` on every call) or ``"off"`` (the drift alone, noise = 0).
+    ``noise`` is a float nu (additive) or a callable g(t, y); if it is an ``nn.Module`` its
+    parameters are trained with the block.
+    """
+
+    EVAL_NOISE = ("sample", "fixed", "off")
+
+    def __init__(self, field: Callable, noise, *, steps: int | None = None, t0: float | None = None,
+                 t1: float | None = None, method: str = "euler_maruyama", gradient: str = "backprop",
+                 eval_noise: str = "sample", eval_seed: int = 0) -> None:
+        super().__init__()
+        if not callable(field):
+            raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
+        if not hasattr(field, "make_term") and (t0 is None or t1 is None or steps is None):
+            raise ValueError(f"t0, t1 and steps are required for a field without a control grid ({type(field).__name__})")
+        _check_noise(noise)
+        _get_sde_stepper(method)
+        check_choice("gradient", gradient, SDE_GRADIENTS)
+        check_choice("eval_noise", eval_noise, self.EVAL_NOISE)
+        if steps is not None:
+            check_positive_int("steps", steps)
+        self.field, self.noise = field, noise
+        self.t0, self.t1, self.steps, self.method, self.gradient = t0, t1, steps, method, gradient
+        self.eval_noise, self.eval_seed = eval_noise, eval_seed
+        self.stats: SolverStats | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fixed = not self.training and self.eval_noise == "fixed"
+        off = not self.training and self.eval_noise == "off"
+        sol = sdesolve(self.field, x, noise=0.0 if off else self.noise, method=self.method, steps=self.steps,
+                       t0=self.t0, t1=self.t1, seed=self.eval_seed if fixed else None, gradient=self.gradient)
+        self.stats = sol.stats
+        return sol.y1
+
+    def extra_repr(self) -> str:
+        return (f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}, "
+                f"eval_noise={self.eval_noise!r}")

@@ -68,6 +68,24 @@ def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
     return times
 
 
+def check_interval_args(func: Callable, t0: float | None, t1: float | None) -> tuple[float, float, object]:
+    """(t0, t1, control grid or None): the interval of a solve, defaulting to a ControlledField's grid."""
+    control = func.grid if isinstance(func, ControlledField) else None
+    if control is None and (t0 is None or t1 is None):
+        raise ValueError(f"t0 and t1 are required for a plain func(t, y) ({type(func).__name__}); "
+                         "only a ControlledField has a default interval (its control grid)")
+    t0 = control.t0 if t0 is None else float(t0)
+    t1 = control.t1 if t1 is None else float(t1)
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+        raise ValueError(f"t0 and t1 must be finite and different, got t0={t0}, t1={t1}")
+    return t0, t1, control
+
+
+def output_times(t_eval, t0: float, t1: float) -> tuple[float, ...]:
+    """The requested output times: ``t_eval`` checked against [t0, t1], or (t1,)."""
+    return (t1,) if t_eval is None else _times("t_eval", t_eval, t0, t1)
+
+
 def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tuple[float, ...], method,
                steps: int | None, grid_times: tuple[float, ...] | None, gradient: str, rtol: float, atol: float,
                options: dict | None, adjoint_rtol: float | None, adjoint_atol: float | None, adjoint_method,
@@ -159,15 +177,8 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         only to measure what it saves).
     """
     y0 = _check_y0(y0)
-    control = func.grid if isinstance(func, ControlledField) else None
-    if control is None and (t0 is None or t1 is None):
-        raise ValueError(f"t0 and t1 are required for a plain func(t, y) ({type(func).__name__}); "
-                         "only a ControlledField has a default interval (its control grid)")
-    t0 = control.t0 if t0 is None else float(t0)
-    t1 = control.t1 if t1 is None else float(t1)
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
-        raise ValueError(f"t0 and t1 must be finite and different, got t0={t0}, t1={t1}")
-    out_times = (t1,) if t_eval is None else _times("t_eval", t_eval, t0, t1)
+    t0, t1, control = check_interval_args(func, t0, t1)
+    out_times = output_times(t_eval, t0, t1)
     stepper = get_stepper(method)
     if steps is None and control is not None and not getattr(stepper, "adaptive", False) \
             and not (options and "step_size" in options):

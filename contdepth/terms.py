@@ -61,6 +61,11 @@ class Term:
     def check_state(self, y0: State) -> None:
         """Raise if ``y0`` is not a state this term accepts (shape, dtype, device)."""
 
+    def adjoint_term(self, augmented: Term) -> Term:
+        """What the adjoint integrates backward, given the augmented drift (y, a, g) of this term:
+        that drift itself; an SDE adds its noise to y."""
+        return augmented
+
 
 def check_returned(f: State, y: State, what: str) -> None:
     """Raise ``ValueError`` unless ``f`` has the structure, shapes and dtypes of ``y``."""
@@ -141,3 +146,105 @@ def as_term(func: object, y0: State, *, params: Sequence[torch.Tensor] | None = 
     if make is not None:
         return make(params=params, jump_t=jump_t, declare_jumps=declare_jumps)
     return FuncTerm(func, y0, params=params, jump_t=jump_t)
+
+
+class SDETerm(Term):
+    """dX = f(t, X) dt + g(t, X) dW for the stochastic steppers (seed 003): the drift ``drift``
+    (any term), the diagonal diffusion ``noise`` (a float nu >= 0: additive noise nu dW; or a
+    callable g(t, y) returning one coefficient per component of y) and the Brownian path ``bm``
+    (queried by interval, so every replay of a step sees the same increment).
+    Called as a term, it is the drift; steppers ask for ``diffusion`` and ``increment``.
+    """
+
+    def __init__(self, drift: Term, noise: float | Callable, bm, y0: State,
+                 params: Sequence[torch.Tensor] | None = None) -> None:
+        self.drift, self.noise, self.bm = drift, noise, bm
+        self.additive = not callable(noise)
+        first = leaves(y0)[0]
+        self.dtype, self.device = first.dtype, first.device
+        if params is None and isinstance(noise, torch.nn.Module):
+            params = [p for p in noise.parameters() if p.requires_grad]
+        self._noise_params = list(params or [])
+        self._checked = False
+
+    @property
+    def counts(self) -> StepCounts:
+        return self.drift.counts
+
+    @counts.setter
+    def counts(self, value: StepCounts) -> None:
+        self.drift.counts = value
+
+    def __call__(self, t: float, y: State, side: int) -> State:
+        return self.drift(t, y, side)
+
+    def half(self, t: float, y: State, side: int, i: int) -> State:
+        return self.drift.half(t, y, side, i)
+
+    def jumps(self) -> tuple[float, ...]:
+        return self.drift.jumps()
+
+    def params(self) -> list[torch.Tensor]:
+        own = self._noise_params
+        return self.drift.params() + [p for p in own if all(p is not q for q in self.drift.params())]
+
+    def check_interval(self, t0: float, t1: float) -> None:
+        self.drift.check_interval(t0, t1)
+
+    def check_state(self, y0: State) -> None:
+        self.drift.check_state(y0)
+        if isinstance(self.noise, torch.nn.Module):
+            check_params_match(self.noise.parameters(), y0, f"noise ({type(self.noise).__name__})")
+
+    def diffusion(self, t: float, y: State) -> State | float | None:
+        """g(t, y): nu for additive noise (None when nu = 0), else the callable's value."""
+        if self.additive:
+            return self.noise if self.noise else None
+        g = self.noise(time_tensor(t, self.dtype, self.device), y)
+        if not self._checked:
+            check_returned(g, y, "noise g(t, y) (one diffusion coefficient per component of y: diagonal noise)")
+            self._checked = True
+        return g
+
+    def diffusion_derivative(self, t: float, y: torch.Tensor) -> tuple[State | float | None, State | None]:
+        """(g, g * dg/dy) with dg_i/dy_i by autograd: the Milstein correction of diagonal noise
+        (g_i must depend on y_i alone). None for additive noise, whose derivative is zero."""
+        if self.additive:
+            return self.diffusion(t, y), None
+        outer = torch.is_grad_enabled()
+        with torch.enable_grad():
+            y_in = y if y.requires_grad else y.detach().requires_grad_()
+            g = self.diffusion(t, y_in)
+            dg, = torch.autograd.grad(g, y_in, torch.ones_like(g), create_graph=outer)
+        return g, g * dg
+
+    def increment(self, t: float, h: float) -> State | None:
+        """W(t + h) - W(t) (None when there is no noise)."""
+        return None if self.additive and not self.noise else self.bm(t, t + h)
+
+    def adjoint_term(self, augmented: Term) -> Term:
+        """The backward solve of the adjoint for additive noise: (y, a, g) with nu dW on y only
+        (the adjoint equations of a and g carry no noise when g does not depend on y)."""
+        return _AugmentedSDETerm(augmented, self)
+
+
+class _AugmentedSDETerm(Term):
+    """The adjoint's augmented drift, with the SDE's additive noise on the y component."""
+
+    def __init__(self, augmented: Term, sde: SDETerm) -> None:
+        self.augmented, self.sde = augmented, sde
+
+    def __call__(self, t: float, y: State, side: int) -> State:
+        return self.augmented(t, y, side)
+
+    def jumps(self) -> tuple[float, ...]:
+        return self.augmented.jumps()
+
+    def diffusion(self, t: float, y: State):
+        return (self.sde.diffusion(t, y[0]), None, None)
+
+    def diffusion_derivative(self, t: float, y: State):
+        return self.diffusion(t, y), None
+
+    def increment(self, t: float, h: float):
+        return (self.sde.increment(t, h), None, None)

@@ -95,7 +95,7 @@ class _Adjoint(torch.autograd.Function):
 
         params = problem.term.params()
         aug0 = (y1, gathered(problem.t1, tree_map(torch.zeros_like, y1)), tuple(torch.zeros_like(p) for p in params))
-        term = AdjointTerm(problem.term)
+        term = problem.term.adjoint_term(AdjointTerm(problem.term))
         n_y = len(leaves(y1))
         controller = problem.controller(problem.t1, problem.t0, stepper=config.stepper, grid=config.grid,
                                         stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)

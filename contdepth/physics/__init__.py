@@ -5,7 +5,8 @@
   :func:`hamiltonian`, :func:`hamiltonian_along`, :func:`hamiltonian_jump`, :func:`hamiltonian_rate`;
 * divergence, log-density and entropy (seed 002 eq. 28, 32): :func:`divergence_exact`,
   :func:`divergence_hutchinson`, :func:`log_density_trajectory`, :func:`entropy_rate`;
-* path integral of the 1-D stencil block (seed 000 eq. 21-25, 33-38): :mod:`.path_integral`.
+* path integral of the 1-D stencil block (seed 000 eq. 21-25, 33-38): :mod:`.path_integral`;
+* the Fokker-Planck density of a 1-D stochastic ResNet (seed 003): :func:`fokker_planck_1d`.
 """
 
 from .adjoint import AdjointTrajectory, adjoint_trajectory, autograd_adjoints
@@ -16,6 +17,7 @@ from .divergence import (
     entropy_rate,
     log_density_trajectory,
 )
+from .fokker_planck import fokker_planck_1d
 from .hamiltonian import hamiltonian, hamiltonian_along, hamiltonian_jump, hamiltonian_rate
 from .path_integral import (
     ContinuumError,
@@ -42,6 +44,7 @@ __all__ = [
     "divergence_exact",
     "divergence_hutchinson",
     "entropy_rate",
+    "fokker_planck_1d",
     "log_density_trajectory",
     "ContinuumError",
     "continuum_errors",

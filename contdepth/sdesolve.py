@@ -1,0 +1,104 @@
+"""``sdesolve``: stochastic continuous-depth models dX = f(t, X) dt + g(t, X) dW (seed 003's
+stochastic ResNet, dX = f(X, theta(t), t) dt + nu dW), on the same engine and gradient methods
+as :func:`~contdepth.solve.solve`."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from .brownian import BrownianPath
+from .errors import check_choice, check_positive_int
+from .fields.base import ControlledField
+from .gradients import GRADIENTS
+from .solution import Solution, SolverStats
+from .solve import _check_y0, check_interval_args, output_times
+from .solvers import AdjointConfig, FixedGrid, Problem
+from .solvers.stochastic import SDE_STEPPERS
+from .terms import SDETerm, as_term
+
+SDE_GRADIENTS = ("backprop", "checkpoint", "adjoint")
+
+
+def _check_noise(noise: object) -> float | Callable:
+    if callable(noise):
+        return noise
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)):
+        raise TypeError(f"noise must be a float nu >= 0 (additive noise nu dW) or a callable g(t, y) returning "
+                        f"the diagonal diffusion, got {type(noise).__name__}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite float >= 0, got {noise!r}")
+    return float(noise)
+
+
+def _get_sde_stepper(method: object):
+    if isinstance(method, str):
+        check_choice("method", method, SDE_STEPPERS)
+        return SDE_STEPPERS[method]()
+    if all(hasattr(method, name) for name in ("init", "step", "interpolate")):
+        return method
+    raise TypeError(f"method must be one of {sorted(SDE_STEPPERS)} or an SDE stepper object, "
+                    f"got {type(method).__name__}")
+
+
+def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, method: str = "euler_maruyama",
+             steps: int | None = None, t0: float | None = None, t1: float | None = None,
+             t_eval: Sequence[float] | torch.Tensor | None = None, bm: BrownianPath | None = None,
+             seed: int | None = None, gradient: str = "backprop",
+             adjoint_params: Sequence[torch.Tensor] | None = None) -> Solution:
+    """Solve dX = f(t, X) dt + g(t, X) dW, X(t0) = y0, on ``steps`` equal steps; return a :class:`Solution`.
+
+    field: the drift f, a :class:`~contdepth.fields.ControlledField` or any callable f(t, y).
+    noise: a float nu >= 0 (additive noise, g = nu) or a callable g(t, y) returning the diagonal
+        diffusion (y's shape; for ``milstein`` g_i may depend on y_i only).
+    method: ``"euler_maruyama"`` (Ito, strong order 1/2), ``"milstein"`` (Ito, strong order 1),
+        ``"heun"`` (Stratonovich, strong order 1 for additive noise).
+    steps: equal steps from t0 to t1 (default for a ControlledField: one per control interval).
+    t0, t1: default to a ControlledField's control grid; t1 < t0 integrates backward.
+    bm: the :class:`~contdepth.brownian.BrownianPath` W (its interval must cover [t0, t1], its
+        shape, dtype and device those of y0); else one is made from ``seed`` (None: drawn from
+        torch's global generator). The same path whatever ``steps``: refinement converges pathwise.
+    gradient: ``"backprop"``; ``"checkpoint"`` (exact, equal to backprop: each replayed step
+        queries the same increment); ``"adjoint"`` (the backward solve of (y, a, dL/dtheta) on the
+        same path, additive noise only: it approaches backprop's gradient as steps grow).
+    t_eval: times at which to return states (linear inside a step); default y(t1) only.
+    adjoint_params: what checkpoint/adjoint differentiate (default: the parameters of the field,
+        and of ``noise`` when it is an ``nn.Module``).
+    """
+    y0 = _check_y0(y0)
+    if not isinstance(y0, torch.Tensor):
+        raise TypeError("sdesolve takes a tensor state y0 (tuple states are for cd.solve)")
+    noise = _check_noise(noise)
+    stepper = _get_sde_stepper(method)
+    check_choice("gradient", gradient, SDE_GRADIENTS)
+    if gradient == "adjoint" and callable(noise):
+        raise ValueError("gradient='adjoint' supports additive noise (a float noise) only: with g(t, y) the adjoint "
+                         "SDE needs dg/dy terms; use gradient='checkpoint' (exact, same memory class)")
+    t0, t1, control = check_interval_args(field, t0, t1)
+    if steps is None:
+        if control is None:
+            raise ValueError("steps is required for a plain func(t, y) drift")
+        steps = control.intervals
+    check_positive_int("steps", steps)
+    if bm is None:
+        bm = BrownianPath(min(t0, t1), max(t0, t1), y0.shape, seed=seed, dtype=y0.dtype, device=y0.device)
+    elif seed is not None:
+        raise ValueError(f"give bm or seed, not both (got seed={seed})")
+    elif not isinstance(bm, BrownianPath):
+        raise TypeError(f"bm must be a cd.BrownianPath, got {type(bm).__name__}")
+    else:
+        bm.check_fits(t0, t1, y0.shape, y0.dtype, y0.device)
+    params = None if adjoint_params is None else list(adjoint_params)
+    drift = as_term(field, y0, params=params)
+    term = SDETerm(drift, noise, bm, y0, params=params)
+    term.check_state(y0)
+    term.check_interval(t0, t1)
+    stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
+    term.counts = stats.forward
+    grid = FixedGrid.uniform(t0, t1, steps)
+    out_times = output_times(t_eval, t0, t1)
+    problem = Problem(term, stepper, grid, t0, t1, out_times, stats, AdjointConfig(stepper, grid))
+    ys = GRADIENTS[gradient](problem, y0)[0]
+    ts = torch.tensor(out_times, dtype=torch.float64, device=y0.device)
+    return Solution(ts, ys, stats)
