@@ -94,3 +94,20 @@ def test_adaptive_benchmark_quick(tmp_path):
         if r["mode"] != "adjoint":
             assert abs(r["nfe_ratio"] - 1) <= 0.1, r
     assert set(result["controller_totals"]) == {"0.0", "0.04"}
+
+
+def test_sde_benchmark_quick(tmp_path):
+    """benchmarks/sde.py --quick: every case ran both libraries with the same steps (torchsde's
+    sdeint evaluates the drift once more per solve), and the Brownian query costs exist."""
+    out = tmp_path / "sde.json"
+    _run([str(ROOT / "benchmarks" / "sde.py"), "--quick", "--reps", "1", "--json", str(out)], tmp_path)
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert {(r["case"], r["method"]) for r in rows} >= {("ou solve", "euler_maruyama"), ("gbm solve", "milstein"),
+                                                         ("gbm solve", "heun"),
+                                                         ("stochastic ResNet training step", "euler_maruyama")}
+    for r in rows:
+        per_step = 2 if r["method"] == "heun" else 1
+        assert r["nfe_ours"] == per_step * r["steps"] and r["nfe_torchsde"] == r["nfe_ours"] + 1, r
+        assert r["ratio"] == pytest.approx(r["ours_s"] / r["torchsde_s"])
+    assert all(q["ours_us"] > 0 and q["torchsde_us"] > 0 for q in result["brownian_queries"])

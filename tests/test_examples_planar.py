@@ -102,3 +102,21 @@ def test_spirals_quick(tmp_path):
     energy = m["energy_along_trajectories"]
     assert len(energy["leapfrog"]) == len(energy["euler"]) == 33
     check_pngs(tmp_path, ["boundaries.png", "energy.png", "k.png", "memory.png"])
+
+
+def test_stochastic_quick(tmp_path):
+    m = run_example("stochastic", tmp_path)
+    assert m["quick"] is True and m["nus"] == [0.0, 0.05, 0.1, 0.3]
+    for name in ("circles", "spirals"):
+        rows = m[name]
+        assert set(rows) == {"0.0", "0.05", "0.1", "0.3"}
+        for nu, r in rows.items():
+            assert all(is_accuracy(r[k]) for k in ("acc_one_sample", "acc_mc_mean", "acc_noise_off", "ece"))
+            assert 0.0 <= r["mean_entropy"] <= 0.6932
+        # nu = 0: every noise sample is the same network, so the three accuracies coincide
+        assert rows["0.0"]["acc_one_sample"] == rows["0.0"]["acc_mc_mean"] == rows["0.0"]["acc_noise_off"]
+    assert m["circles"]["0.0"]["acc_noise_off"] > 0.85  # the quick run learns the circles (0.948 measured)
+    for row in m["radius_model"]["density"]:
+        assert abs(row["mass"] - 1) < 1e-3
+        assert row["l1_fokker_planck_vs_256_steps"] < 0.05  # histogram noise of 100,000 paths is about 0.02
+    check_pngs(tmp_path, ["accuracy_uncertainty.png", "density.png", "paths.png"])

@@ -382,3 +382,31 @@ def test_fokker_planck_bad_input():
         fokker_planck_1d(lambda t, z: -z, 0.5, x ** 3, p0, 1.0)
     with pytest.raises(ValueError, match="non-negative"):
         fokker_planck_1d(lambda t, z: -z, 0.5, x, -p0, 1.0)
+
+
+# ---------------------------------------------------------------- predictive uncertainty
+
+def test_calibration_and_entropy_closed_forms():
+    from contdepth.analysis import expected_calibration_error, predictive_entropy
+    p = torch.tensor([[0.6, 0.4]] * 4 + [[0.05, 0.95]] * 4, dtype=F64)
+    y = torch.tensor([0] * 4 + [1, 1, 0, 0])
+    # bin of 0.6: accuracy 1, confidence 0.6; bin of 0.95: accuracy 0.5, confidence 0.95
+    assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.4 + 0.5 * 0.45, abs=1e-12)
+    assert expected_calibration_error(torch.tensor([[0.9, 0.1]] * 10, dtype=F64), torch.tensor([0] * 9 + [1])) \
+        == pytest.approx(0.0, abs=1e-12)
+    h = predictive_entropy(torch.tensor([[0.25] * 4, [1.0, 0, 0, 0]], dtype=F64))
+    torch.testing.assert_close(h, torch.tensor([math.log(4), 0.0], dtype=F64))
+    with pytest.raises(ValueError, match="probs must be"):
+        expected_calibration_error(p, y[:3])
+
+
+def test_mc_probabilities_follow_the_block_noise():
+    from contdepth.analysis import mc_probabilities
+    block = cd.SDEBlock(_field(), 0.5, steps=8, eval_noise="fixed").eval()
+    x = torch.randn(5, 3, dtype=F64)
+    fixed = mc_probabilities(block, x, 3)
+    assert fixed.shape == (3, 5, 3) and torch.equal(fixed[0], fixed[2])
+    torch.testing.assert_close(fixed.sum(-1), torch.ones(3, 5, dtype=F64))
+    block.eval_noise = "sample"
+    sampled = mc_probabilities(block, x, 3)
+    assert not torch.equal(sampled[0], sampled[1])

@@ -28,7 +28,7 @@ def _check_grid(x: object, p0: object) -> float:
                          f"{type(x).__name__}{'' if not isinstance(x, torch.Tensor) else f' of shape {tuple(x.shape)}'}")
     dx = (x[1:] - x[:-1]).double()
     h = dx.mean().item()
-    if not h > 0 or (dx - h).abs().max().item() > 1e-6 * h:
+    if not h > 0 or (dx - h).abs().max().item() > 1e-3 * h:
         raise ValueError("x must be increasing with a uniform spacing")
     if not isinstance(p0, torch.Tensor) or p0.shape != x.shape or p0.dtype != x.dtype or p0.device != x.device:
         raise ValueError(f"p0 must be a tensor like x (shape {tuple(x.shape)}, {x.dtype}, {x.device}), got "
