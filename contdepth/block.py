@@ -9,7 +9,7 @@ from torch import nn
 from .errors import check_choice, check_positive_int
 from .gradients import GRADIENTS
 from .solution import SolverStats
-from .sdesolve import SDE_GRADIENTS, _check_noise, _get_sde_stepper, sdesolve
+from .sdesolve import SDE_GRADIENTS, check_noise, get_sde_stepper, sdesolve
 from .solve import solve
 from .solvers import get_stepper
 
@@ -74,8 +74,8 @@ class SDEBlock(nn.Module):
             raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
         if not hasattr(field, "make_term") and (t0 is None or t1 is None or steps is None):
             raise ValueError(f"t0, t1 and steps are required for a field without a control grid ({type(field).__name__})")
-        _check_noise(noise)
-        _get_sde_stepper(method)
+        check_noise(noise)
+        get_sde_stepper(method)
         check_choice("gradient", gradient, SDE_GRADIENTS)
         check_choice("eval_noise", eval_noise, self.EVAL_NOISE)
         if steps is not None:

@@ -133,5 +133,6 @@ class BrownianPath:
             raise ValueError(f"{name} has shape {tuple(self.shape)}, but the state y0 has shape {tuple(shape)}")
         if self.dtype != dtype:
             raise ValueError(f"{name} has dtype {self.dtype}, but the state y0 has dtype {dtype}")
-        if self.device != device:
+        if self.device.type != device.type or None not in (self.device.index, device.index) and \
+                self.device.index != device.index:
             raise ValueError(f"{name} is on {self.device}, but the state y0 is on {device}")

@@ -21,7 +21,8 @@ from .terms import SDETerm, as_term
 SDE_GRADIENTS = ("backprop", "checkpoint", "adjoint")
 
 
-def _check_noise(noise: object) -> float | Callable:
+def check_noise(noise: object) -> float | Callable:
+    """``noise`` if it is a callable g(t, y) or a finite float >= 0, else a TypeError/ValueError naming it."""
     if callable(noise):
         return noise
     if isinstance(noise, bool) or not isinstance(noise, (int, float)):
@@ -32,7 +33,8 @@ def _check_noise(noise: object) -> float | Callable:
     return float(noise)
 
 
-def _get_sde_stepper(method: object):
+def get_sde_stepper(method: object):
+    """The SDE stepper called ``method`` (a name in ``SDE_STEPPERS``), or ``method`` itself if it is a stepper object."""
     if isinstance(method, str):
         check_choice("method", method, SDE_STEPPERS)
         return SDE_STEPPERS[method]()
@@ -69,8 +71,8 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     y0 = _check_y0(y0)
     if not isinstance(y0, torch.Tensor):
         raise TypeError("sdesolve takes a tensor state y0 (tuple states are for cd.solve)")
-    noise = _check_noise(noise)
-    stepper = _get_sde_stepper(method)
+    noise = check_noise(noise)
+    stepper = get_sde_stepper(method)
     check_choice("gradient", gradient, SDE_GRADIENTS)
     if gradient == "adjoint" and callable(noise):
         raise ValueError("gradient='adjoint' supports additive noise (a float noise) only: with g(t, y) the adjoint "
