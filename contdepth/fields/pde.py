@@ -11,23 +11,25 @@ from .base import ControlledField, activation_fn, check_dims
 DRIFT_SCALE = {"pde1": 1.0, "pde2": -1.0 / 8.0}
 
 
-def stencil_derivatives(psi: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(d_xx, d_x, d_yy, d_y) of ``psi`` with zero padding; x = width (last axis), y = height.
-
-    d_xx -> [1, -2, 1], d_x -> (psi[j+1] - psi[j-1]) / 2 (seed 000 eq. 22 with unit spacing).
-    """
-    p = F.pad(psi, (1, 1, 1, 1))
-    centre = p[..., 1:-1, 1:-1]
-    right, left = p[..., 1:-1, 2:], p[..., 1:-1, :-2]
-    down, up = p[..., 2:, 1:-1], p[..., :-2, 1:-1]
-    return right - 2 * centre + left, (right - left) / 2, down - 2 * centre + up, (down - up) / 2
+def stencil_kernel(alpha: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
+                   gamma: torch.Tensor, s: float) -> torch.Tensor:
+    """The field's linear part as one 3x3 kernel per channel, (C, 1, 3, 3) for a depthwise
+    (``groups=C``) convolution with zero padding: d_xx -> [1, -2, 1], d_x -> [-1/2, 0, 1/2]
+    along the width (x), the same along the height (y) (seed 000 eq. 22, unit spacing)."""
+    zero = torch.zeros_like(alpha)
+    a2, s2 = alpha ** 2 / 2, sigma ** 2 / 2
+    rows = [zero, s2 - s * rho / 2, zero,                          # y - 1: up
+            a2 - s * beta / 2, gamma - 2 * a2 - 2 * s2, a2 + s * beta / 2,   # y: left, centre, right
+            zero, s2 + s * rho / 2, zero]                          # y + 1: down
+    return torch.stack(rows, dim=-1).view(-1, 1, 3, 3)
 
 
 class PDEStencil(ControlledField):
     """Seed 000 eq. 39 ("pde1") / eq. 40 ("pde2"), per channel c:
 
     F = act(alpha^2/2 d_xx psi + s beta d_x psi + sigma^2/2 d_yy psi + s rho d_y psi + gamma psi),
-    s = 1 (pde1) or -1/8 (pde2); ``act`` defaults to the identity (the linear PDE).
+    s = 1 (pde1) or -1/8 (pde2); ``act`` defaults to the identity (the linear PDE). Evaluated as
+    one depthwise 3x3 convolution whose kernel is assembled from the five coefficients.
     ``alpha``, ``beta``, ``sigma``, ``rho``, ``gamma`` are (n, C). Init: alpha = sigma = 0.5
     (stable diffusion for h <= 4), beta = rho = gamma = 0.
     """
@@ -44,12 +46,13 @@ class PDEStencil(ControlledField):
             self.add_control(name, torch.full((grid.n, channels), value))
 
     def vector_field(self, t, psi, theta):
-        dxx, dx, dyy, dy = stencil_derivatives(psi)
-        s = DRIFT_SCALE[self.variant]
-        c = {name: value.view(-1, 1, 1) for name, value in theta.items()}
-        out = (c["alpha"] ** 2 / 2 * dxx + s * c["beta"] * dx + c["sigma"] ** 2 / 2 * dyy
-               + s * c["rho"] * dy + c["gamma"] * psi)
-        return self._act(out)
+        kernel = stencil_kernel(theta["alpha"], theta["beta"], theta["sigma"], theta["rho"], theta["gamma"],
+                                DRIFT_SCALE[self.variant])
+        # every (image, channel) plane as a channel of one batch-1 depthwise convolution: CPU conv
+        # kernels are fast for many channels and slow for few (benchmarks/run.py measures the gain)
+        b, c, h, w = psi.shape
+        out = F.conv2d(psi.reshape(1, b * c, h, w), kernel.repeat(b, 1, 1, 1), padding=1, groups=b * c)
+        return self._act(out.view(b, c, h, w))
 
     def check_state(self, psi):
         check_dims("PDEStencil", psi, 4, 1, self.channels, "(B, C, H, W)")
