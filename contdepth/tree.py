@@ -67,7 +67,7 @@ def weighted(h: float, coeffs: Sequence[float], ks: Sequence[State]) -> State:
     """sum_j (h c_j) k_j over the nonzero c_j."""
     terms = [(h * c, k) for c, k in zip(coeffs, ks) if c]
     s0, k0 = terms[0]
-    out = tree_map(lambda a: s0 * a, k0)
+    out = s0 * k0 if isinstance(k0, torch.Tensor) else tree_map(lambda a: s0 * a, k0)
     for s, k in terms[1:]:
         out = axpy(out, s, k)
     return out
@@ -80,5 +80,7 @@ def detach(y: State, requires_grad: bool = False) -> State:
 
 def all_finite(y: State) -> bool:
     """True when every entry of every leaf is finite (one host sync)."""
+    if isinstance(y, torch.Tensor):
+        return bool(torch.isfinite(y).all())
     flags = [torch.isfinite(leaf).all() for leaf in leaves(y)]
     return bool(torch.stack(flags).all()) if flags else True
