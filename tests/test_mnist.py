@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root
 from contdepth.models import build_mnist_model
 
+from conftest import MNIST_DIR as DATA
+from conftest import need_mnist
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CONTDEPTH_DATA") or REPO.parent / "shared" / "data" / "mnist")
-pytestmark = pytest.mark.skipif(not all((DATA / f"{n}.gz").is_file() or (DATA / "MNIST" / "raw" / n).is_file()
-                                        for n in MNIST_FILES),
-                                reason=f"MNIST IDX files not found in {DATA} (set CONTDEPTH_DATA)")
+
+
+@pytest.fixture(autouse=True)
+def _mnist():
+    need_mnist()
 
 
 @pytest.fixture(scope="module", autouse=True)
