@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from .errors import check_positive_int
+from .errors import CheckpointError, check_positive_int
 from .io import torch_save_atomic, write_json_atomic
 
 __all__ = ["fit", "evaluate", "count_correct", "TrainState", "load_checkpoint", "save_checkpoint", "write_json_atomic"]
@@ -199,31 +199,31 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     seed: int, epochs: int) -> TrainState:
     """Restore model, optimizer, scheduler and RNG states from ``path``; return the progress saved.
 
-    Raises ``ValueError`` naming ``path`` and what differs if the file cannot be read (truncated,
+    Raises :class:`~contdepth.errors.CheckpointError` (a ``ValueError``) naming ``path`` and what differs if the file cannot be read (truncated,
     not a checkpoint), holds another model class, other parameter shapes or keys, another seed,
     or more than ``epochs`` epochs.
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises RuntimeError, EOFError or pickle errors for a damaged file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated or not "
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated or not "
                          "written by contdepth.train.fit: delete it to start again") from e
     keys = ("model", "optimizer", "rng", "history", "epoch", "steps", "seed")
     if not isinstance(state, dict) or not all(k in state for k in keys):
-        raise ValueError(f"checkpoint {path} is not a contdepth.train.fit checkpoint (it lacks "
+        raise CheckpointError(f"checkpoint {path} is not a contdepth.train.fit checkpoint (it lacks "
                          f"{[k for k in keys if not isinstance(state, dict) or k not in state]})")
     if state["seed"] != seed:
-        raise ValueError(f"checkpoint {path} was written with seed={state['seed']}, not seed={seed}")
+        raise CheckpointError(f"checkpoint {path} was written with seed={state['seed']}, not seed={seed}")
     if state["epoch"] > epochs:
-        raise ValueError(f"checkpoint {path} has already run {state['epoch']} epochs, more than "
+        raise CheckpointError(f"checkpoint {path} has already run {state['epoch']} epochs, more than "
                          f"epochs={epochs}; delete it to start again")
     saved_class = state.get("model_class", type(model).__name__)
     if saved_class != type(model).__name__:
-        raise ValueError(f"checkpoint {path} holds a {saved_class} model, not a {type(model).__name__}; "
+        raise CheckpointError(f"checkpoint {path} holds a {saved_class} model, not a {type(model).__name__}; "
                          "delete it or choose another output folder")
     diffs = _state_dict_differences(state["model"], model.state_dict())
     if diffs:
-        raise ValueError(f"checkpoint {path} holds a differently configured {saved_class}: {'; '.join(diffs[:4])}"
+        raise CheckpointError(f"checkpoint {path} holds a differently configured {saved_class}: {'; '.join(diffs[:4])}"
                          f"{' ...' if len(diffs) > 4 else ''}; delete it or choose another output folder")
     model.load_state_dict(state["model"])
     try:
@@ -231,7 +231,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"checkpoint {path}: its optimizer or scheduler state does not fit this run's "
+        raise CheckpointError(f"checkpoint {path}: its optimizer or scheduler state does not fit this run's "
                          f"({type(e).__name__}: {e})") from e
     _set_rng_state(state["rng"])
     return TrainState({**TrainState().history, **state["history"]}, state["epoch"], state["steps"])

@@ -263,6 +263,6 @@ def test_sweep_writes_table_and_plot(tmp_path):
     # our number beside seed 000's pde1 at depth 5
     assert f"| 5 | {100 * summary['pde1-d5']['test_acc']:.2f} | 97.4 |" in md
     assert (out / "accuracy_vs_depth.png").stat().st_size > 1000
-    assert json.loads((out / "sweep.json").read_text()) == summary
+    assert json.loads((out / "metrics.json").read_text()) == summary
     table_only = sweep.main(["--models", "pde1", "pde2", "--depths", "5", "--table-only", "--out", str(out)])
     assert set(table_only) == {"pde1-d5"} and "not run" in (out / "table.md").read_text()
