@@ -65,6 +65,10 @@ def _check_y0(y0: object) -> State:
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+        if x.device.type == "meta":
+            raise ValueError(f"{name} is on the meta device: it has a shape but no values to integrate")
+        if x.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): there is nothing to integrate")
     if not all_finite(y0):
         raise ValueError("y0 must be finite; it contains NaN or inf")
     return y0
