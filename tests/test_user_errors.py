@@ -3,6 +3,7 @@ without data, the zero-augmentation lift, progress bars written to a file, the C
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +90,15 @@ def test_cli_validators_accept_and_out_dir(tmp_path):
         out_dir(str(tmp_path / "f"))
     with pytest.raises(argparse.ArgumentTypeError, match="not a directory"):
         out_dir(str(tmp_path / "f" / "sub"))
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Run the tests"):]
+    start = section.index("```bash\n") + len("```bash\n")
+    command = section[start:section.index("\n```", start)]
+    ci = (root / ".ci" / "run").read_text().splitlines()
+    assert command == 'pip install -e ".[test]" && python -m pytest -q' and command in ci
+    pin = next(i for i, line in enumerate(ci) if "torch==2.14.1" in line and "torchvision==0.29.1" in line)
+    assert pin < ci.index(command)
