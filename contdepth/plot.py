@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from .analysis.landscape import Landscape  # noqa: E402
 from .analysis.stability import stability_function  # noqa: E402
@@ -226,21 +227,32 @@ def landscape_contour(result: Landscape, *, ax: Axes | None = None, levels: int 
 
 
 def curves(series: dict[str, Sequence[float]], *, ax: Axes | None = None, xlabel: str = "epoch",
-           ylabel: str = "loss", log: bool = False, title: str | None = None) -> Figure:
-    """One line per entry of ``series`` (label -> values at x = 1, 2, ...), e.g. loss against epoch (seed 004 fig. 3.9)."""
+           ylabel: str = "loss", log: bool = False, title: str | None = None, x: Sequence[float] | None = None,
+           logx: bool = False) -> Figure:
+    """One line per entry of ``series`` (label -> values at ``x``, default 1, 2, ...), e.g. loss against
+    epoch (seed 004 fig. 3.9). Lines differ in colour, dash and marker; the legend (for two or more)
+    sits outside the data. ``logx``: a log x axis labelled with the values of ``x`` themselves."""
     if not isinstance(series, dict) or not series:
         raise ValueError("series must be a non-empty dict label -> sequence of numbers")
     ax = _axes(ax, figsize=(6, 4))
     for i, (label, values) in enumerate(series.items()):
         values = [float(v) for v in values]
-        ax.plot(range(1, len(values) + 1), values, lw=1.2, label=label, color=f"C{i}",
-                linestyle=("-", "--", ":", "-.")[i % 4], marker="osd^v<>"[i % 7], markevery=max(1, len(values) // 8),
-                ms=4)
+        xs = list(range(1, len(values) + 1)) if x is None else list(x)[:len(values)]
+        ax.plot(xs, values, lw=1.2, label=label, color=f"C{i}", linestyle=("-", "--", ":", "-.")[i % 4],
+                marker="osd^v<>"[i % 7], markevery=max(1, len(values) // 8), ms=4)
     if log:
         ax.set_yscale("log")
+    if logx:
+        if x is None:
+            raise ValueError("logx=True needs the x values")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(list(x)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    legend_outside(ax)
+    if len(series) > 1:
+        legend_outside(ax)
     if title:
         ax.set_title(title)
     return ax.figure

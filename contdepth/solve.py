@@ -91,6 +91,8 @@ def _floats(values) -> list[float]:
 
 def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
     times = tuple(float(t) for t in (values.tolist() if isinstance(values, torch.Tensor) else values))
+    if not all(math.isfinite(t) for t in times):
+        raise ValueError(f"{name} must hold finite times, got {list(times)}")
     d = 1 if t1 > t0 else -1
     if not times or any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):
         raise ValueError(f"{name} must be a non-empty sequence, strictly {'in' if d > 0 else 'de'}creasing from t0 "
@@ -222,6 +224,8 @@ def _check_t(t: object) -> tuple[float, ...]:
     if t.dim() != 1 or len(t) == 0 or not t.is_floating_point():
         raise ValueError(f"t must be a non-empty 1-D floating tensor, got shape {tuple(t.shape)}, dtype {t.dtype}")
     times = tuple(t.tolist())
+    if not all(math.isfinite(x) for x in times):
+        raise ValueError(f"t must hold finite times, got {list(times)}")
     if len(times) > 1:
         d = 1 if times[1] > times[0] else -1
         if any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):

@@ -127,13 +127,13 @@ def main() -> None:
 
     cplot.save(cplot.panel_grid(1, 3, lambda ax, i, j: cplot.decision_boundary(
         lambda pts: models[list(models)[j]](pts).argmax(1), *test, ax=ax,
-        title=f"{list(models)[j]}: test {metrics[list(models)[j]]['test_acc']:.3f}"), size=3.2), out / "boundaries.png")
+        title=f"{list(models)[j]}: test {metrics[list(models)[j]]['test_acc']:.3f}", legend=j == 2), size=3.2), out / "boundaries.png")
     cplot.save(cplot.curves(energy, xlabel="step", ylabel="mean H(y, z) over 200 test points",
                             title="Hamiltonian net: H along trajectories (jumps at the 8 knots)"), out / "energy.png")
     cplot.save(cplot.curves({"k_l": metrics["learned_k"]}, xlabel="knot l (1-based)", ylabel="learned k",
                             title="LinearTwoStep: learned k per knot"), out / "k.png")
     cplot.save(cplot.curves({g: [r["saved_bytes"] / 2 ** 10 for r in metrics["memory"] if r["gradient"] == g]
-                             for g in ("backprop", "reversible")}, xlabel=f"leapfrog steps {MEMORY_STEPS}",
+                             for g in ("backprop", "reversible")}, x=MEMORY_STEPS, logx=True, xlabel="leapfrog steps",
                             ylabel="saved for backward (KiB)", log=True,
                             title="memory: reversible vs backprop"), out / "memory.png")
     print(finish(out, metrics, [f"{name:16s} params {m['params']:5d}  train {m['train_acc']:.3f}  test "
