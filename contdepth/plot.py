@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
 
 from .analysis.landscape import Landscape  # noqa: E402
 from .analysis.stability import stability_function  # noqa: E402
@@ -32,18 +32,26 @@ def _axes(ax: Axes | None, *, projection: str | None = None, figsize=(5, 4.5)) -
     return fig.add_subplot(projection=projection)
 
 
+def plain_log_ticks(axis, values: Sequence[float] | None = None) -> None:
+    """Readable ticks on a log ``axis`` (``ax.xaxis``/``ax.yaxis``): plain numbers (0.2, 8, 16, not
+    2x10^-1 or 10^1) at ``values`` if given, else at 1, 2 and 5 times the powers of ten; no minor labels."""
+    axis.set_major_locator(FixedLocator(list(values)) if values is not None else LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
 def legend_outside(ax: Axes, handles=None, labels=None, *, below: bool = False, **kwargs) -> None:
     """A legend outside the data: right of ``ax``, or under its x label if ``below`` (for side-by-side
     panels). ``save`` crops the figure to include it."""
     args = () if handles is None else (handles, labels)
-    where = dict(loc="upper center", bbox_to_anchor=(0.5, -0.16)) if below else \
+    where = dict(loc="upper center", bbox_to_anchor=(0.5, -0.22)) if below else \
         dict(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.legend(*args, borderaxespad=0.0, fontsize=8, **where, **kwargs)
 
 
-def _class_legend(ax: Axes, points, y: torch.Tensor) -> None:
+def _class_legend(ax: Axes, points, y: torch.Tensor, title: str = "class") -> None:
     handles, _ = points.legend_elements()
-    legend_outside(ax, handles, [str(int(c)) for c in torch.unique(y)], title="class")
+    legend_outside(ax, handles, [str(int(c)) for c in torch.unique(y)], title=title)
 
 
 def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> Path:
@@ -98,7 +106,7 @@ def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: torch.
     ax.set_xlabel("x1", fontsize=8)
     ax.set_ylabel("x2", fontsize=8)
     if legend:
-        _class_legend(ax, points, y)
+        _class_legend(ax, points, y, title="true class\n(shade: predicted)")
     if title:
         ax.set_title(title, fontsize=8)
     return ax.figure
@@ -162,12 +170,17 @@ def params_vs_layer(field: ControlledField, *, names: Sequence[str] | None = Non
     unknown = [n for n in names if n not in field.control_names]
     if unknown:
         raise ValueError(f"names {unknown} are not control parameters of the field {field.control_names}")
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.5), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
-        values = getattr(field, name).detach().cpu().reshape(field.grid.n, -1)
-        ax.plot(range(field.grid.n), values.numpy(), marker=".", ms=3, lw=0.8)
+        param = getattr(field, name).detach().cpu()
+        values = param.reshape(field.grid.n, -1)
+        lines = ax.plot(range(field.grid.n), values.numpy(), marker=".", ms=3, lw=0.8)
         ax.set_xlabel("layer l")
         ax.set_ylabel(name)
+        if len(lines) <= 9:  # name each entry: bias[i], weight[i, j]
+            index = [list(i) for i in torch.cartesian_prod(*[torch.arange(k) for k in param.shape[1:]]).reshape(
+                len(lines), -1).tolist()]
+            legend_outside(ax, lines, [f"{name}[{', '.join(map(str, i))}]" for i in index])
     if title:
         fig.suptitle(title)
     return fig
@@ -242,13 +255,12 @@ def curves(series: dict[str, Sequence[float]], *, ax: Axes | None = None, xlabel
                 marker="osd^v<>"[i % 7], markevery=max(1, len(values) // 8), ms=4)
     if log:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     if logx:
         if x is None:
             raise ValueError("logx=True needs the x values")
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator(list(x)))
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_locator(NullLocator())
+        plain_log_ticks(ax.xaxis, x)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if len(series) > 1:

@@ -34,7 +34,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 import torch.utils.checkpoint
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator, ScalarFormatter
 
 import contdepth as cd
 import contdepth.plot as cplot
@@ -255,12 +254,8 @@ def plot(metrics: dict, out: Path) -> None:
                         ax.plot([r["steps"] for r in sel], [r["time_s"] for r in sel], "o-", color=color, label=g)
                 batch = next((r["batch"] for r in rows if r["field"] == field), "?")
                 ax.set(xscale="log", yscale="log", xlabel="steps", ylabel=ylabel, title=f"{field} (B={batch}), {method}")
-                ax.xaxis.set_major_locator(FixedLocator(steps))  # plain 8, 16, 32, ... instead of 10^x labels
-                ax.xaxis.set_major_formatter(ScalarFormatter())
-                ax.xaxis.set_minor_locator(NullLocator())
-                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.2, 0.5, 1, 2, ...: a label per panel
-                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.2, not 2x10^-1
-                ax.yaxis.set_minor_locator(NullLocator())
+                cplot.plain_log_ticks(ax.xaxis, steps)  # 8, 16, 32, ... instead of 10^x labels
+                cplot.plain_log_ticks(ax.yaxis)  # 0.2, 0.5, 1, 2, ... instead of 2x10^-1
                 ax.grid(True, which="both", alpha=0.3)
         labels: dict = {}
         for ax in axes.flat:
@@ -272,7 +267,7 @@ def plot(metrics: dict, out: Path) -> None:
 
 
 def main() -> None:
-    parser = example_parser(__doc__, default_out="out/adjoint_memory",
+    parser = example_parser(__doc__, default_out="runs/adjoint_memory",
                             quick_help="fewer steps, smaller conv batch, RSS for one group")
     parser.add_argument("--max-gb", type=positive_float, default=4.0, help="skip backprop configurations above this")
     args = parser.parse_args()

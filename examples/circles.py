@@ -166,9 +166,12 @@ def main() -> None:
         metrics[name] = train(model, loss_fn, correct_fn, data, test, expected, checkpoint, seed=args.seed,
                               progress=not args.no_progress, **config[name])
         figures(name, model, *data, out)
-    cplot.save(cplot.curves({name: metrics[name]["train_loss_per_epoch"] for name in ("model1", "model2", "model2_no_augmentation")},
-                            log=True, ylabel="training cross entropy (batches as trained on, no penalty)",
-                            title="circles: training loss"), out / "training_loss.png")
+    names = ("model1", "model2", "model2_no_augmentation")
+    cplot.save(cplot.panel_grid(1, 3, lambda ax, i, j: cplot.curves(
+        {names[j]: metrics[names[j]]["train_loss_per_epoch"]}, ax=ax, log=True, title=names[j],
+        ylabel="training cross entropy" if j == 0 else ""), size=3.6, ticks=True,
+        title="circles: training loss per epoch (batches as trained on, without the smoothness penalty)"),
+        out / "training_loss.png")
     metrics["wall_s"] = time.perf_counter() - t0
     print(finish(out, metrics, [
         f"{name}: train {m['train_acc']:.4f} test {m['test_acc']:.4f} expected {m['expected_acc']:.4f} "

@@ -32,7 +32,7 @@ from contdepth import physics as ph
 from contdepth.cli import example_parser, finish, start
 from contdepth.data import circles
 from contdepth.lift import ZeroAugment
-from contdepth.plot import legend_outside, save
+from contdepth.plot import legend_outside, plain_log_ticks, save
 from contdepth.train import evaluate, fit
 
 F64 = torch.float64
@@ -114,7 +114,7 @@ def hamiltonian_study(field, x, y, *, per_cell: int, out: Path) -> dict:
         axes[0].axvline(knot, color="0.85", lw=0.5, zorder=0)
     axes[0].set(title=f"trained field: H piecewise constant, jumps at knots\n"
                       f"within-cell drift {within:.1e}, jump error {jump_err:.1e}",
-                xlabel="t", ylabel="H(t) / max|H|")
+                xlabel="t", ylabel="H(t) / max|H|, one line per input (6 shown)")
     axes[1].set(title=f"time-independent theta: H conserved (eq. 24-25)\nmax relative change {conserved:.1e}",
                 xlabel="t", ylabel="H(t) / max|H|")
     fig.tight_layout()
@@ -158,12 +158,12 @@ def density_study(field, x, *, per_cell: int, out: Path, seed: int) -> dict:
     axes[0].plot(traj.ts, rates, label="entropy rate E[tr dF/dx] (eq. 32)")
     axes[0].plot(traj.ts, divs.min(1).values, "--", lw=0.8, label="min over the batch")
     axes[0].plot(traj.ts, divs.max(1).values, "--", lw=0.8, label="max over the batch")
-    axes[0].set(xlabel="t", title="divergence through depth")
+    axes[0].set(xlabel="t", ylabel="divergence tr dF/dx", title="divergence through depth")
     legend_outside(axes[0], below=True)
     axes[1].plot(traj.ts, traj.entropy_change, label="-E[delta log P] (eq. 28, exact trace)")
     axes[1].plot(traj.ts, hutch.entropy_change, "--", label="same, Hutchinson (64 probes)")
     axes[1].plot(traj.ts, integrated, ":", label="trapezoid of entropy rate")
-    axes[1].set(xlabel="t", title="entropy change H(t) - H(0)")
+    axes[1].set(xlabel="t", ylabel="H(t) - H(0)", title="entropy change H(t) - H(0)")
     legend_outside(axes[1], below=True)
     fig.tight_layout()
     save(fig, out / "divergence_entropy.png", dpi=120)
@@ -229,7 +229,9 @@ def continuum_study(out: Path, *, quick: bool) -> dict:
     axes[1].loglog([e.dx for e in errs], [e.max_rel_error for e in errs], "o-", label="max |lattice - K| / max K")
     axes[1].loglog([e.dx for e in errs], [e.mass_rel_error for e in errs], "s-", label="mass vs exp(gamma t)")
     axes[1].loglog(dxs, [errs[0].max_rel_error * (d / dxs[0]) ** 2 for d in dxs], "k:", label="slope 2")
-    axes[1].set(xlabel="dx (dt = dx^2 / (4 alpha^2))", title="error under refinement")
+    axes[1].set(xlabel="dx (dt = dx^2 / (4 alpha^2))", ylabel="relative error", title="error under refinement")
+    plain_log_ticks(axes[1].xaxis, dxs)
+    plain_log_ticks(axes[1].yaxis)
     legend_outside(axes[1], below=True)
     fig.tight_layout()
     save(fig, out / "propagator.png", dpi=120)
@@ -240,7 +242,7 @@ def continuum_study(out: Path, *, quick: bool) -> dict:
 
 
 def main() -> None:
-    args = example_parser(__doc__, default_out="out/physics",
+    args = example_parser(__doc__, default_out="runs/physics",
                           quick_help="fewer points, layers and iterations (CI)").parse_args()
     out = start(args)
     t_start = time.time()
