@@ -22,9 +22,9 @@ from conftest import need_mnist
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _mnist():
-    need_mnist()
+    need_mnist()  # before the module-scoped data fixtures
 
 
 @pytest.fixture(scope="module", autouse=True)
