@@ -32,6 +32,7 @@ def _number(kind: type, lowest: float, strict: bool, what: str) -> Callable[[str
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
     parse.__name__ = what
+    parse.__doc__ = f"An argparse ``type=``: the text as {what}, else ``ArgumentTypeError`` (exit 2 naming the option)."
     return parse
 
 

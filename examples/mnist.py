@@ -44,7 +44,8 @@ QUICK = {"train_images": 3000, "test_images": 1000, "epochs": 1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = example_parser(__doc__, default_out=None, quick_help="3000 train / 1000 test images, one epoch (CI)")
+    p = example_parser(__doc__, default_out=None, quick_help="3000 train / 1000 test images, one epoch (CI); "
+                       "--epochs, --train-images, --test-images still apply")
     p.add_argument("--model", required=True, choices=MNIST_MODELS)
     p.add_argument("--depth", type=positive_int, default=None, help="control knots = Euler layers (default per model)")
     p.add_argument("--epochs", type=nonnegative_int, default=None, help="default 1")
