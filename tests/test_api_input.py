@@ -120,3 +120,11 @@ def test_valid_inputs_give_the_solution(shape, dtype, method, steps, rtol, t1, g
     assert y1.shape == y0.shape and y1.dtype == dtype
     # exact solution 0.5 exp(-t1); Euler at h = 0.5 (4 steps to |t1| = 2) is the loosest case, within 54 %
     assert torch.allclose(y1, torch.full_like(y1, 0.5 * math.exp(-t1)), rtol=0.6 if not adaptive else 0.02)
+
+
+def test_odeblock_uses_its_tolerances_only_with_adaptive_methods():
+    block = cd.ODEBlock(make_func("friction"), method="dopri5", rtol=1e-4, atol=1e-6)
+    x = torch.full((4, 3), 0.5)
+    adaptive = block(x)
+    block.method, block.steps = "rk4", 8  # re-evaluated with a fixed-step method: no tolerance error
+    assert torch.allclose(block(x), adaptive, atol=1e-4) and block.stats.forward.nfe == 32

@@ -1,4 +1,5 @@
-"""End-to-end: the quick planar examples write a valid metrics.json and non-empty PNG figures."""
+"""End-to-end: the quick examples write a valid metrics.json and non-empty PNG figures; a bad option
+is a one-line argparse error (exit 2) before anything runs."""
 import json
 import os
 import subprocess
