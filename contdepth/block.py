@@ -7,44 +7,43 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_positive_int
-from .gradients import GRADIENTS
 from .solution import SolverStats
 from .sdesolve import SDE_GRADIENTS, check_noise, get_sde_stepper, sdesolve
-from .solve import solve
+from .solve import ATOL, RTOL, check_solver, solve
 from .solvers import get_stepper
 
 
 class ODEBlock(nn.Module):
     """Maps x to the solution at t1 of dy/dt = f(t, y), y(t0) = x, for any field f.
 
-    ``method``, ``steps``, ``gradient``, ``rtol`` and ``atol`` are plain attributes: change them
-    after training to evaluate the same field with another integrator or depth. ``t0``/``t1``
-    default to a ControlledField's control grid and are required for any other field.
-    ``stats`` holds the :class:`SolverStats` of the last call.
+    ``method``, ``steps``, ``gradient``, ``rtol`` and ``atol`` are checked at construction as
+    :func:`~contdepth.solve` checks them (``rtol``/``atol`` only for adaptive methods; default
+    1e-6, 1e-8). They are plain attributes: change them after training to evaluate the same field
+    with another integrator or depth (the tolerances are then used only by adaptive methods).
+    ``t0``/``t1`` default to a ControlledField's control grid and are required for any other
+    field. ``stats`` holds the :class:`SolverStats` of the last call.
     """
 
     def __init__(self, field: Callable, *, t0: float | None = None, t1: float | None = None, method="rk4",
-                 steps: int | None = None, gradient: str = "backprop", rtol: float = 1e-6,
-                 atol: float = 1e-8) -> None:
+                 steps: int | None = None, gradient: str = "backprop", rtol: float | None = None,
+                 atol: float | None = None) -> None:
         super().__init__()
         if not callable(field):
             raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
         if not hasattr(field, "make_term") and (t0 is None or t1 is None):
             raise ValueError(f"t0 and t1 are required for a field without a control grid ({type(field).__name__})")
-        stepper = get_stepper(method)
-        check_choice("gradient", gradient, GRADIENTS)
-        if steps is not None:
-            check_positive_int("steps", steps)
-        if getattr(stepper, "adaptive", False) and steps is not None:
-            raise ValueError(f"steps is for fixed-step methods, got steps={steps} with method={method!r}")
+        check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol)
         self.field = field
         self.t0, self.t1 = t0, t1
-        self.method, self.steps, self.gradient, self.rtol, self.atol = method, steps, gradient, rtol, atol
+        self.method, self.steps, self.gradient = method, steps, gradient
+        self.rtol = RTOL if rtol is None else rtol
+        self.atol = ATOL if atol is None else atol
         self.stats: SolverStats | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tolerances = {"rtol": self.rtol, "atol": self.atol} if getattr(get_stepper(self.method), "adaptive", False) else {}
         sol = solve(self.field, x, t0=self.t0, t1=self.t1, method=self.method, steps=self.steps,
-                    gradient=self.gradient, rtol=self.rtol, atol=self.atol)
+                    gradient=self.gradient, **tolerances)
         self.stats = sol.stats
         return sol.y1
 

@@ -5,6 +5,10 @@ class SolverError(ValueError):
     """An integrator could not produce a solution (e.g. dopri5 step-size underflow)."""
 
 
+class CheckpointError(ValueError):
+    """A training checkpoint cannot be resumed: unreadable, or of another model, seed or length."""
+
+
 def check_choice(name: str, value: object, choices) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
     if value not in choices:

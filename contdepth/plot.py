@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
 
 from .analysis.landscape import Landscape  # noqa: E402
 from .analysis.stability import stability_function  # noqa: E402
@@ -28,6 +30,28 @@ def _axes(ax: Axes | None, *, projection: str | None = None, figsize=(5, 4.5)) -
         return ax
     fig = plt.figure(figsize=figsize)
     return fig.add_subplot(projection=projection)
+
+
+def plain_log_ticks(axis, values: Sequence[float] | None = None) -> None:
+    """Readable ticks on a log ``axis`` (``ax.xaxis``/``ax.yaxis``): plain numbers (0.2, 8, 16, not
+    2x10^-1 or 10^1) at ``values`` if given, else at 1, 2 and 5 times the powers of ten; no minor labels."""
+    axis.set_major_locator(FixedLocator(list(values)) if values is not None else LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def legend_outside(ax: Axes, handles=None, labels=None, *, below: bool = False, **kwargs) -> None:
+    """A legend outside the data: right of ``ax``, or under its x label if ``below`` (for side-by-side
+    panels). ``save`` crops the figure to include it."""
+    args = () if handles is None else (handles, labels)
+    where = dict(loc="upper center", bbox_to_anchor=(0.5, -0.22)) if below else \
+        dict(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.legend(*args, borderaxespad=0.0, fontsize=8, **where, **kwargs)
+
+
+def _class_legend(ax: Axes, points, y: torch.Tensor, title: str = "class") -> None:
+    handles, _ = points.legend_elements()
+    legend_outside(ax, handles, [str(int(c)) for c in torch.unique(y)], title=title)
 
 
 def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> Path:
@@ -46,8 +70,10 @@ def scatter_classes(X: torch.Tensor, y: torch.Tensor, *, ax: Axes | None = None,
     """Points ``X`` (N, 2) coloured by integer class ``y`` (seed 002 fig. 2a, seed 004 fig. 3.1)."""
     ax = _axes(ax)
     X, y = X.detach().cpu(), y.detach().cpu()
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=s, edgecolors="none")
+    points = ax.scatter(X[:, 0], X[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=s, edgecolors="none")
     ax.set_aspect("equal")
+    ax.set(xlabel="x1", ylabel="x2")
+    _class_legend(ax, points, y)
     if title:
         ax.set_title(title)
     return ax.figure
@@ -55,10 +81,11 @@ def scatter_classes(X: torch.Tensor, y: torch.Tensor, *, ax: Axes | None = None,
 
 def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor, *,
                       ax: Axes | None = None, extent: Sequence[float] | None = None, resolution: int = 150,
-                      title: str | None = None, s: float = 8) -> Figure:
+                      title: str | None = None, s: float = 8, legend: bool = True) -> Figure:
     """Predicted class of ``predict`` (points (M, 2) -> integer labels (M,)) on a grid, with the data on top.
 
     ``extent`` = (xmin, xmax, ymin, ymax) defaults to the data's bounding box plus a 10 % margin.
+    Shaded regions are the predicted classes, dots the data's true classes (legend: ``legend``).
     """
     ax = _axes(ax)
     X, y = X.detach().cpu(), y.detach().cpu()
@@ -73,12 +100,23 @@ def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: torch.
         labels = predict(torch.stack([mx.reshape(-1), my.reshape(-1)], dim=1)).reshape(resolution, resolution)
     ax.imshow(labels.cpu().numpy(), origin="lower", extent=tuple(extent), cmap="tab10", vmin=0, vmax=9,
               alpha=0.35, interpolation="nearest", aspect="auto")
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=s, edgecolors="k", linewidths=0.2)
+    points = ax.scatter(X[:, 0], X[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=s, edgecolors="k", linewidths=0.2)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("x1", fontsize=8)
+    ax.set_ylabel("x2", fontsize=8)
+    if legend:
+        _class_legend(ax, points, y, title="true class\n(shade: predicted)")
     if title:
         ax.set_title(title, fontsize=8)
     return ax.figure
+
+
+def _label_state_axes(ax: Axes, dim: int) -> None:
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    if dim == 3:
+        ax.set_zlabel("x3")
 
 
 def transformed_points(Z: torch.Tensor, color: torch.Tensor, *, ax: Axes | None = None, s: float = 8,
@@ -89,7 +127,8 @@ def transformed_points(Z: torch.Tensor, color: torch.Tensor, *, ax: Axes | None 
         raise ValueError(f"Z must have shape (N, 2) or (N, 3), got {tuple(Z.shape)}")
     ax = _axes(ax, projection="3d" if Z.shape[1] == 3 else None)
     points = ax.scatter(*Z.T, c=color, cmap="coolwarm", vmin=0, vmax=1, s=s)
-    ax.figure.colorbar(points, ax=ax, label=label, shrink=0.8)
+    ax.figure.colorbar(points, ax=ax, label=label, shrink=0.8, pad=0.12 if Z.shape[1] == 3 else 0.05)
+    _label_state_axes(ax, Z.shape[1])
     if title:
         ax.set_title(title)
     return ax.figure
@@ -116,6 +155,7 @@ def trajectories(ys: torch.Tensor, *, ax: Axes | None = None, color: torch.Tenso
     if annotate_every > 0:
         for l in range(0, ys.shape[0], annotate_every):
             ax.text(*ys[l, 0].tolist(), str(l), fontsize=7)
+    _label_state_axes(ax, ys.shape[2])
     if title:
         ax.set_title(title)
     return ax.figure
@@ -130,12 +170,17 @@ def params_vs_layer(field: ControlledField, *, names: Sequence[str] | None = Non
     unknown = [n for n in names if n not in field.control_names]
     if unknown:
         raise ValueError(f"names {unknown} are not control parameters of the field {field.control_names}")
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.5), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
-        values = getattr(field, name).detach().cpu().reshape(field.grid.n, -1)
-        ax.plot(range(field.grid.n), values.numpy(), marker=".", ms=3, lw=0.8)
+        param = getattr(field, name).detach().cpu()
+        values = param.reshape(field.grid.n, -1)
+        lines = ax.plot(range(field.grid.n), values.numpy(), marker=".", ms=3, lw=0.8)
         ax.set_xlabel("layer l")
         ax.set_ylabel(name)
+        if len(lines) <= 9:  # name each entry: bias[i], weight[i, j]
+            index = [list(i) for i in torch.cartesian_prod(*[torch.arange(k) for k in param.shape[1:]]).reshape(
+                len(lines), -1).tolist()]
+            legend_outside(ax, lines, [f"{name}[{', '.join(map(str, i))}]" for i in index])
     if title:
         fig.suptitle(title)
     return fig
@@ -152,21 +197,27 @@ def stability_boundary(ax: Axes, method: str = "euler", *, extent: Sequence[floa
 
 
 def eigenvalues(z: torch.Tensor, *, ax: Axes | None = None, methods: Sequence[str] = ("euler",),
-                title: str | None = None, s: float = 6) -> Figure:
+                title: str | None = None, s: float = 6, legend: bool = True) -> Figure:
     """Eigenvalues z = h lambda(J) in the complex plane with the stability boundaries of ``methods`` (seed 004 figs. 3.4-3.6)."""
     ax = _axes(ax)
     z = z.detach().cpu().reshape(-1)
     re, im = z.real.double(), z.imag.double()
     lo, hi, top = (1.1 * float(re.min()), 1.1 * float(re.max()), 1.1 * float(im.abs().max())) if len(z) else (0.0,) * 3
     extent = (min(-2.2, lo), max(0.6, hi), -max(1.2, top), max(1.2, top))
+    handles = []
     for method, color in zip(methods, ("r", "g", "m")):
         stability_boundary(ax, method, extent=extent, color=color)
-    ax.scatter(re, im, s=s, c="b")
+        handles.append(Line2D([], [], color=color, lw=1, label=f"{method}: |R(z)| = 1"))
+    handles.append(ax.scatter(re, im, s=s, c="b", label="h * eigenvalue"))
     ax.axhline(0, color="0.7", lw=0.5)
     ax.axvline(0, color="0.7", lw=0.5)
     ax.set_aspect("equal")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("Re(h lambda)", fontsize=8)
+    ax.set_ylabel("Im(h lambda)", fontsize=8)
+    if legend:
+        legend_outside(ax, handles, [h.get_label() for h in handles])
     if title:
         ax.set_title(title, fontsize=8)
     return ax.figure
@@ -189,19 +240,50 @@ def landscape_contour(result: Landscape, *, ax: Axes | None = None, levels: int 
 
 
 def curves(series: dict[str, Sequence[float]], *, ax: Axes | None = None, xlabel: str = "epoch",
-           ylabel: str = "loss", log: bool = False, title: str | None = None) -> Figure:
-    """One line per entry of ``series`` (label -> values at x = 1, 2, ...), e.g. loss against epoch (seed 004 fig. 3.9)."""
+           ylabel: str = "loss", log: bool = False, title: str | None = None, x: Sequence[float] | None = None,
+           logx: bool = False) -> Figure:
+    """One line per entry of ``series`` (label -> values at ``x``, default 1, 2, ...), e.g. loss against
+    epoch (seed 004 fig. 3.9). Lines differ in colour, dash and marker; the legend (for two or more)
+    sits outside the data. ``logx``: a log x axis labelled with the values of ``x`` themselves."""
     if not isinstance(series, dict) or not series:
         raise ValueError("series must be a non-empty dict label -> sequence of numbers")
     ax = _axes(ax, figsize=(6, 4))
-    for label, values in series.items():
+    for i, (label, values) in enumerate(series.items()):
         values = [float(v) for v in values]
-        ax.plot(range(1, len(values) + 1), values, lw=1, label=label)
+        xs = list(range(1, len(values) + 1)) if x is None else list(x)[:len(values)]
+        ax.plot(xs, values, lw=1.2, label=label, color=f"C{i}", linestyle=("-", "--", ":", "-.")[i % 4],
+                marker="osd^v<>"[i % 7], markevery=max(1, len(values) // 8), ms=4)
     if log:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+    if logx:
+        if x is None:
+            raise ValueError("logx=True needs the x values")
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis, x)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    if len(series) > 1:
+        legend_outside(ax)
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def bars(values: dict[str, float], *, ax: Axes | None = None, xlabel: str = "value",
+         title: str | None = None) -> Figure:
+    """Horizontal bars, one per entry of ``values`` (label -> value), each labelled with its value."""
+    ax = _axes(ax, figsize=(7, 0.4 * len(values) + 1.2))
+    names = list(values)
+    ax.barh(range(len(names)), [values[k] for k in names], color="C0")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    for i, k in enumerate(names):
+        ax.text(values[k], i, f" {values[k]:.4f}", va="center", fontsize=8)
+    lo, hi = min(values.values()), max(values.values())
+    span = hi - lo or abs(hi) or 1.0
+    ax.set_xlim(lo - 0.5 * span, hi + 0.3 * span)  # bars differ visibly; room for the value labels
+    ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
     return ax.figure

@@ -20,6 +20,34 @@ from .tree import State, all_finite, leaves, rebuild
 FIXED_OPTIONS = ("step_size",)
 ADAPTIVE_OPTIONS = ("first_step", "max_num_steps", "jump_t", "safety", "ifactor", "dfactor", "beta")
 NORMS = ("default", "seminorm")
+RTOL, ATOL = 1e-6, 1e-8  # solve's tolerances for adaptive methods when none are given
+
+
+def check_solver(method, *, steps: int | None = None, gradient: str = "backprop", rtol: float | None = None,
+                 atol: float | None = None):
+    """Validate a solver configuration as :func:`solve` does and return the method's stepper.
+
+    Raises ``ValueError``/``TypeError`` naming the argument: an unknown ``method`` or
+    ``gradient``; ``steps`` not an int >= 1, or given to an adaptive method; ``rtol``/``atol``
+    not positive, or given (not None) to a fixed-step method, which would ignore them.
+    """
+    stepper = get_stepper(method)
+    check_choice("gradient", gradient, GRADIENTS)
+    adaptive = getattr(stepper, "adaptive", False)
+    name = getattr(stepper, "name", type(stepper).__name__)
+    if steps is not None:
+        check_positive_int("steps", steps)
+        if adaptive:
+            raise ValueError(f"steps is for fixed-step methods; method={name!r} chooses its own steps "
+                             f"(got steps={steps})")
+    for arg, value in (("rtol", rtol), ("atol", atol)):
+        if value is None:
+            continue
+        if not adaptive:
+            raise ValueError(f"{arg} is for adaptive methods; method={name!r} is fixed-step and would ignore it "
+                             f"(got {arg}={value!r})")
+        _positive(arg, value)
+    return stepper
 
 
 def _positive(name: str, value: object) -> float:
@@ -37,6 +65,10 @@ def _check_y0(y0: object) -> State:
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+        if x.device.type == "meta":
+            raise ValueError(f"{name} is on the meta device: it has a shape but no values to integrate")
+        if x.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): there is nothing to integrate")
     if not all_finite(y0):
         raise ValueError("y0 must be finite; it contains NaN or inf")
     return y0
@@ -59,6 +91,8 @@ def _floats(values) -> list[float]:
 
 def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
     times = tuple(float(t) for t in (values.tolist() if isinstance(values, torch.Tensor) else values))
+    if not all(math.isfinite(t) for t in times):
+        raise ValueError(f"{name} must hold finite times, got {list(times)}")
     d = 1 if t1 > t0 else -1
     if not times or any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):
         raise ValueError(f"{name} must be a non-empty sequence, strictly {'in' if d > 0 else 'de'}creasing from t0 "
@@ -120,9 +154,6 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
             return FixedGrid.uniform(t0, t1, steps)
         return FixedGrid(grid_times)
 
-    if adaptive and steps is not None:
-        raise ValueError(f"steps is for fixed-step methods; method={stepper.name!r} chooses its own steps "
-                         f"(got steps={steps})")
     if not adaptive and steps is None and grid_times is None and "step_size" not in options:
         raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N or "
                          "options={'step_size': h}")
@@ -152,8 +183,8 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
 
 
 def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, t0: float | None = None,
-          t1: float | None = None, gradient: str = "backprop", rtol: float = 1e-6, atol: float = 1e-8,
-          t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
+          t1: float | None = None, gradient: str = "backprop", rtol: float | None = None,
+          atol: float | None = None, t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
           adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
           declare_jumps: bool = True) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, from t0 to t1 and return a :class:`Solution`.
@@ -170,6 +201,8 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
     gradient: ``"backprop"`` (through the solver), ``"checkpoint"`` (exact, stores each step's start
         state and recomputes; fixed and adaptive) or ``"adjoint"`` (continuous adjoint, seed 002
         eq. 10-15; ``adjoint_options={"norm": "seminorm"}``).
+    rtol, atol: the adaptive methods' tolerances (default 1e-6, 1e-8); an error with a
+        fixed-step method, which would ignore them.
     t_eval: times at which to return states (anywhere in [t0, t1]; inside a step by the method's
         dense output: linear for fixed-step methods). Without it ``Solution.ys`` holds y(t1).
     adjoint_params: the tensors checkpoint/adjoint differentiate (default: func's parameters).
@@ -179,14 +212,13 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
     y0 = _check_y0(y0)
     t0, t1, control = check_interval_args(func, t0, t1)
     out_times = output_times(t_eval, t0, t1)
-    stepper = get_stepper(method)
+    stepper = check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol)
     if steps is None and control is not None and not getattr(stepper, "adaptive", False) \
             and not (options and "step_size" in options):
         steps = control.intervals
-    if steps is not None:
-        check_positive_int("steps", steps)
     return _integrate(func, y0, t0=t0, t1=t1, out_times=out_times, method=stepper, steps=steps, grid_times=None,
-                      gradient=gradient, rtol=rtol, atol=atol, options=options, adjoint_rtol=None,
+                      gradient=gradient, rtol=RTOL if rtol is None else rtol, atol=ATOL if atol is None else atol,
+                      options=options, adjoint_rtol=None,
                       adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
                       adjoint_params=adjoint_params, declare_jumps=declare_jumps)
 
@@ -203,6 +235,8 @@ def _check_t(t: object) -> tuple[float, ...]:
     if t.dim() != 1 or len(t) == 0 or not t.is_floating_point():
         raise ValueError(f"t must be a non-empty 1-D floating tensor, got shape {tuple(t.shape)}, dtype {t.dtype}")
     times = tuple(t.tolist())
+    if not all(math.isfinite(x) for x in times):
+        raise ValueError(f"t must hold finite times, got {list(times)}")
     if len(times) > 1:
         d = 1 if times[1] > times[0] else -1
         if any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):

@@ -16,6 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -26,10 +27,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from .errors import check_positive_int
+from .errors import CheckpointError, check_positive_int
 from .io import torch_save_atomic, write_json_atomic
 
-__all__ = ["fit", "evaluate", "count_correct", "write_json_atomic"]
+__all__ = ["fit", "evaluate", "count_correct", "TrainState", "load_checkpoint", "save_checkpoint", "write_json_atomic"]
 
 Data = Union[tuple[Tensor, Tensor], Dataset]
 
@@ -158,6 +159,143 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+@dataclass
+class TrainState:
+    """What a checkpoint carries besides the weights and RNG states: the per-epoch history, the
+    epochs done and the optimizer steps taken."""
+
+    history: dict[str, list[float]] = field(default_factory=lambda: {
+        "train_loss": [], "train_reg": [], "train_acc": [], "eval_acc": [], "eval_loss": [], "epoch_wall_s": []})
+    epoch: int = 0
+    steps: int = 0
+
+
+def _state_dict_differences(saved: dict[str, Tensor], model: dict[str, Tensor]) -> list[str]:
+    """What differs between a saved and a model's state dict: shapes, then missing and extra keys."""
+    diffs = [f"{k}: shape {tuple(saved[k].shape)} in the file, {tuple(v.shape)} in the model"
+             for k, v in model.items() if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+    missing = [k for k in model if k not in saved]
+    extra = [k for k in saved if k not in model]
+    if missing:
+        diffs.append(f"not in the file: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if extra:
+        diffs.append(f"not in the model: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    return diffs
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
+                    progress: TrainState, *, seed: int, epochs: int) -> None:
+    """Write everything :func:`load_checkpoint` restores to ``path`` atomically."""
+    torch_save_atomic(path, {
+        "model": model.state_dict(), "model_class": type(model).__name__,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": _rng_state(), "history": progress.history, "epoch": progress.epoch, "steps": progress.steps,
+        "seed": seed, "epochs": epochs,
+    })
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None, *,
+                    seed: int, epochs: int) -> TrainState:
+    """Restore model, optimizer, scheduler and RNG states from ``path``; return the progress saved.
+
+    Raises :class:`~contdepth.errors.CheckpointError` (a ``ValueError``) naming ``path`` and what differs if the file cannot be read (truncated,
+    not a checkpoint), holds another model class, other parameter shapes or keys, another seed,
+    or more than ``epochs`` epochs.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises RuntimeError, EOFError or pickle errors for a damaged file
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated or not "
+                         "written by contdepth.train.fit: delete it to start again") from e
+    keys = ("model", "optimizer", "rng", "history", "epoch", "steps", "seed")
+    if not isinstance(state, dict) or not all(k in state for k in keys):
+        raise CheckpointError(f"checkpoint {path} is not a contdepth.train.fit checkpoint (it lacks "
+                         f"{[k for k in keys if not isinstance(state, dict) or k not in state]})")
+    if state["seed"] != seed:
+        raise CheckpointError(f"checkpoint {path} was written with seed={state['seed']}, not seed={seed}")
+    if state["epoch"] > epochs:
+        raise CheckpointError(f"checkpoint {path} has already run {state['epoch']} epochs, more than "
+                         f"epochs={epochs}; delete it to start again")
+    saved_class = state.get("model_class", type(model).__name__)
+    if saved_class != type(model).__name__:
+        raise CheckpointError(f"checkpoint {path} holds a {saved_class} model, not a {type(model).__name__}; "
+                         "delete it or choose another output folder")
+    diffs = _state_dict_differences(state["model"], model.state_dict())
+    if diffs:
+        raise CheckpointError(f"checkpoint {path} holds a differently configured {saved_class}: {'; '.join(diffs[:4])}"
+                         f"{' ...' if len(diffs) > 4 else ''}; delete it or choose another output folder")
+    model.load_state_dict(state["model"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint {path}: its optimizer or scheduler state does not fit this run's "
+                         f"({type(e).__name__}: {e})") from e
+    _set_rng_state(state["rng"])
+    return TrainState({**TrainState().history, **state["history"]}, state["epoch"], state["steps"])
+
+
+def _train_epoch(net: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, optimizer: torch.optim.Optimizer,
+                 loss_fn: Callable[[Tensor, Tensor], Tensor], regularizer: Callable[[], Tensor] | None,
+                 transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None, clip_grad_norm: float | None,
+                 correct_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device, progress: TrainState,
+                 bar: Any | None) -> list[float]:
+    """One pass of optimizer steps over ``batches``; counts ``progress.steps``; returns
+    [loss * count, regulariser * count, correct, count] summed over the batches."""
+    net.train()
+    params = list((net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net).parameters())
+    sums = [0.0, 0.0, 0.0, 0.0]
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        if transform is not None:
+            xb, yb = transform(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        out = net(xb)
+        loss = loss_fn(out, yb)
+        reg = regularizer() if regularizer is not None else None
+        total = loss + reg if reg is not None else loss
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss {total.item()} at epoch {progress.epoch + 1}, "
+                                     f"step {progress.steps + 1}")
+        total.backward()
+        if clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer.step()
+        progress.steps += 1
+        k = float(yb.shape[0])
+        sums[0] += float(loss.detach()) * k
+        sums[1] += (float(reg.detach()) if reg is not None else 0.0) * k
+        sums[2] += float(correct_fn(out.detach(), yb))
+        sums[3] += k
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return sums
+
+
+def _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_every, clip_grad_norm, regularizer,
+                    transform) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable(output, target) -> scalar tensor")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None (full batch), got {batch_size!r}")
+    check_positive_int("checkpoint_every", checkpoint_every)
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError("regularizer must be callable() -> scalar tensor or None")
+    if transform is not None and not callable(transform):
+        raise TypeError("transform must be callable(x, y) -> (x, y) or None")
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -186,8 +324,10 @@ def fit(
     run resumes from it (model, optimizer, scheduler, RNG states, history, epoch); it is
     rewritten atomically every ``checkpoint_every`` epochs and after the last, so an interrupted
     run, resumed, ends with weights bit-identical to an uninterrupted run with the same ``seed``.
-    A checkpoint of a different ``seed`` or of more than ``epochs`` epochs is refused.  A fresh run seeds torch,
+    A checkpoint that cannot be read, or of another model, seed or more than ``epochs`` epochs
+    is refused (:func:`load_checkpoint`).  A fresh run seeds torch,
     numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch.
+    ``progress``: tqdm bars on a terminal (none when stderr is not a terminal).
     ``log`` receives each epoch's record.  ``clip_grad_norm`` rescales the gradient to at most
     that global 2-norm before each step.  ``transform(x, y) -> (x, y)`` is applied to every
     training batch (data augmentation, e.g. :func:`contdepth.data.random_rotation`); it should
@@ -197,23 +337,8 @@ def fit(
     those before a resume), ``epochs_run_now``, ``resumed_from_epoch``, ``steps``,
     ``train_images`` (samples seen per epoch over all ranks).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable(output, target) -> scalar tensor")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None (full batch), got {batch_size!r}")
-    check_positive_int("checkpoint_every", checkpoint_every)
-    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0):
-        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
-    if regularizer is not None and not callable(regularizer):
-        raise TypeError("regularizer must be callable() -> scalar tensor or None")
-    if transform is not None and not callable(transform):
-        raise TypeError("transform must be callable(x, y) -> (x, y) or None")
+    _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_every, clip_grad_norm, regularizer,
+                    transform)
     n = _check_data(train_data, "train_data")
     if eval_data is not None:
         _check_data(eval_data, "eval_data")
@@ -225,68 +350,30 @@ def fit(
         net = nn.parallel.DistributedDataParallel(model)
     raw = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
-    history: dict[str, list[float]] = {
-        "train_loss": [], "train_reg": [], "train_acc": [], "eval_acc": [], "eval_loss": [], "epoch_wall_s": []
-    }
-    start_epoch, steps = 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("seed") != seed:
-            raise ValueError(
-                f"checkpoint {ckpt_path} was written with seed={state.get('seed')}, not seed={seed}"
-            )
-        if state["epoch"] > epochs:
-            raise ValueError(f"checkpoint {ckpt_path} has already run {state['epoch']} epochs, more than "
-                             f"epochs={epochs}; delete it to start again")
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        history = {**history, **state["history"]}
-        start_epoch, steps = state["epoch"], state["steps"]
+        run = load_checkpoint(ckpt_path, raw, optimizer, scheduler, seed=seed, epochs=epochs)
     else:
+        run = TrainState()
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
-    resumed_from = start_epoch
+    resumed_from = run.epoch
+    history = run.history
 
     bs = n if batch_size is None else batch_size
-    show = progress and rank == 0
-    epoch_bar = tqdm(total=epochs, initial=start_epoch, desc="epochs", disable=not show)
+    hide = None if progress and rank == 0 else True  # None: tqdm shows bars on a terminal only
+    epoch_bar = tqdm(total=epochs, initial=run.epoch, desc="epochs", disable=hide)
     t_call = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(run.epoch, epochs):
         t0 = time.perf_counter()
-        net.train()
         indices = _epoch_indices(n, seed, epoch, shuffle)
-        sums = [0.0, 0.0, 0.0, 0.0]  # loss*count, reg*count, correct, count
         n_batches = math.ceil(len(indices) / bs)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False) if show and n_batches > 1 else None
-        for xb, yb in _batches(train_data, indices, bs):
-            xb, yb = xb.to(device), yb.to(device)
-            if transform is not None:
-                xb, yb = transform(xb, yb)
-            optimizer.zero_grad(set_to_none=True)
-            out = net(xb)
-            loss = loss_fn(out, yb)
-            reg = regularizer() if regularizer is not None else None
-            total = loss + reg if reg is not None else loss
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss {total.item()} at epoch {epoch + 1}, step {steps + 1}")
-            total.backward()
-            if clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(raw.parameters(), clip_grad_norm)
-            optimizer.step()
-            steps += 1
-            k = float(yb.shape[0])
-            sums[0] += float(loss.detach()) * k
-            sums[1] += (float(reg.detach()) if reg is not None else 0.0) * k
-            sums[2] += float(correct_fn(out.detach(), yb))
-            sums[3] += k
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=hide) \
+            if n_batches > 1 else None
+        sums = _train_epoch(net, _batches(train_data, indices, bs), optimizer=optimizer, loss_fn=loss_fn,
+                            regularizer=regularizer, transform=transform, clip_grad_norm=clip_grad_norm,
+                            correct_fn=correct_fn, device=device, progress=run, bar=bar)
         if bar is not None:
             bar.close()
         if scheduler is not None:
@@ -300,27 +387,15 @@ def fit(
             history["eval_acc"].append(acc)
             history["eval_loss"].append(eval_loss)
         history["epoch_wall_s"].append(time.perf_counter() - t0)
+        run.epoch = epoch + 1
         epoch_bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", refresh=False)
         epoch_bar.update(1)
-        record = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items() if v}}
-        if ckpt_path is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            torch_save_atomic(
-                ckpt_path,
-                {
-                    "model": raw.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": _rng_state(),
-                    "history": history,
-                    "epoch": epoch + 1,
-                    "steps": steps,
-                    "seed": seed,
-                },
-            )
+        if ckpt_path is not None and rank == 0 and (run.epoch % checkpoint_every == 0 or run.epoch == epochs):
+            save_checkpoint(ckpt_path, raw, optimizer, scheduler, run, seed=seed, epochs=epochs)
         if world > 1:
             dist.barrier()
         if log is not None:
-            log(record)
+            log({"epoch": run.epoch, **{k: v[-1] for k, v in history.items() if v}})
     epoch_bar.close()
 
     return {
@@ -328,7 +403,7 @@ def fit(
         "epochs": epochs,
         "epochs_run_now": max(epochs - resumed_from, 0),
         "resumed_from_epoch": resumed_from,
-        "steps": steps,
+        "steps": run.steps,
         "train_images": n,
         "wall_s": float(sum(history["epoch_wall_s"])),
         "session_wall_s": time.perf_counter() - t_call,

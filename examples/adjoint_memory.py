@@ -1,6 +1,6 @@
 """Memory and time of one training step for backprop, adjoint and checkpointing as depth grows.
 
-    python examples/adjoint_memory.py [--quick] [--out DIR] [--max-gb GB]
+    python examples/adjoint_memory.py [--quick] [--out DIR] [--max-gb GB] [--seed S] [--threads N]
 
 Seed 000 ch. 5: the adjoint method's memory is constant in depth. Two fields:
 
@@ -25,24 +25,22 @@ Writes ``metrics.json``, ``memory.png`` and ``time.png`` to ``--out``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 import torch.utils.checkpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import contdepth as cd  # noqa: E402
-from contdepth.analysis.memory import saved_tensor_bytes  # noqa: E402
-from contdepth.analysis.profiling import peak_rss_growth  # noqa: E402
-from contdepth.io import write_json_atomic  # noqa: E402
-from contdepth.solvers import RK4, FixedGrid, RungeKutta  # noqa: E402
+import contdepth as cd
+import contdepth.plot as cplot
+from contdepth.analysis.memory import saved_tensor_bytes
+from contdepth.analysis.profiling import peak_rss_growth
+from contdepth.cli import example_parser, finish, positive_float, start
+from contdepth.solvers import RK4, FixedGrid, RungeKutta
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 REFERENCE = "torch_checkpoint"
@@ -97,19 +95,19 @@ def train_step(f: cd.fields.ControlledField, x: torch.Tensor, method: str, gradi
 
 
 def workload(field: str, batch: int, knots: int, method: str, gradient: str, steps: int | None = None,
-             rtol: float | None = None, build_only: bool = False) -> None:
+             rtol: float | None = None, seed: int = 0, threads: int = 1, build_only: bool = False) -> None:
     """Subprocess target for peak-RSS measurement: build the model and input, then (unless
     ``build_only``) run one training step."""
-    torch.set_num_threads(1)
-    f, x = build(field, batch, knots)
+    torch.set_num_threads(threads)
+    f, x = build(field, batch, knots, seed)
     if not build_only:
         train_step(f, x, method, gradient, steps, rtol)
 
 
 def measure_group(field: str, batch: int, knots: int, method: str, gradients: list[str], steps: int | None,
-                  rtol: float | None, reps: int) -> list[dict]:
+                  rtol: float | None, reps: int, seed: int) -> list[dict]:
     """Saved bytes, nfe and interleaved median time of each gradient method for one configuration."""
-    f, x = build(field, batch, knots)
+    f, x = build(field, batch, knots, seed)
     rows = {g: dict(field=field, batch=batch, knots=knots, method=method, steps=steps, rtol=rtol, gradient=g)
             for g in gradients}
     grads = {}
@@ -123,19 +121,20 @@ def measure_group(field: str, batch: int, knots: int, method: str, gradients: li
     times: dict[str, list[float]] = {g: [] for g in gradients}
     for r in range(reps):
         for g in gradients[r % len(gradients):] + gradients[:r % len(gradients)]:
-            start = time.perf_counter()
+            t0 = time.perf_counter()
             train_step(f, x, method, g, steps, rtol)
-            times[g].append(time.perf_counter() - start)
+            times[g].append(time.perf_counter() - t0)
     for g in gradients:
         rows[g].update(time_s=statistics.median(times[g]), times_s=times[g])
     return [rows[g] for g in gradients]
 
 
-def add_rss(row: dict, baselines: dict[tuple, int]) -> None:
+def add_rss(row: dict, baselines: dict[tuple, int], seed: int) -> None:
     """Peak-RSS growth of ``row``'s training step, each child a fresh interpreter; the build-only
     baseline is measured once per model and input and kept in ``baselines``."""
     kwargs = dict(field=row["field"], batch=row["batch"], knots=row["knots"], method=row["method"],
-                  gradient=row["gradient"], steps=row["steps"], rtol=row["rtol"])
+                  gradient=row["gradient"], steps=row["steps"], rtol=row["rtol"], seed=seed,
+                  threads=torch.get_num_threads())
     key = (row["field"], row["batch"], row["knots"])
     growth = peak_rss_growth(f"{Path(__file__).resolve()}:workload", kwargs, baseline_bytes=baselines.get(key))
     baselines[key] = growth.baseline_bytes
@@ -143,9 +142,8 @@ def add_rss(row: dict, baselines: dict[tuple, int]) -> None:
                rss_growth_bytes=growth.growth_bytes)
 
 
-def run(quick: bool, max_bytes: float, log=print) -> dict:
-    """All measurements; returns the metrics dictionary."""
-    torch.set_num_threads(1)
+def run(quick: bool, max_bytes: float, seed: int = 0, log=print) -> dict:
+    """All measurements (torch's current CPU threads, in this process and the RSS children); returns the metrics."""
     steps_list = [8, 16] if quick else [8, 16, 32, 64, 128, 256]
     rtols = [1e-2] if quick else [1e-3, 1e-5, 1e-7]
     reps = 1 if quick else 3
@@ -161,7 +159,7 @@ def run(quick: bool, max_bytes: float, log=print) -> dict:
                 if per_step_backprop is not None and per_step_backprop * steps > max_bytes:
                     skipped = [g for g in ("backprop", REFERENCE) if g in gradients]
                     gradients = [g for g in gradients if g not in skipped]
-                group = measure_group(field, batch, knots, method, gradients, steps, None, reps)
+                group = measure_group(field, batch, knots, method, gradients, steps, None, reps, seed)
                 for g in skipped:
                     group.append(dict(field=field, batch=batch, knots=knots, method=method, steps=steps, rtol=None, gradient=g,
                                       skipped=f"backprop-sized memory predicted above --max-gb "
@@ -172,7 +170,7 @@ def run(quick: bool, max_bytes: float, log=print) -> dict:
                 for r in group:
                     log(describe(r))
         for rtol in rtols:
-            group = measure_group(field, batch, knots, "dopri5", ["backprop", "adjoint"], None, rtol, reps)
+            group = measure_group(field, batch, knots, "dopri5", ["backprop", "adjoint"], None, rtol, reps, seed)
             rows.extend(group)
             for r in group:
                 log(describe(r))
@@ -180,12 +178,12 @@ def run(quick: bool, max_bytes: float, log=print) -> dict:
     for r in rows:
         wanted = not quick or (r["field"] == "conv" and r["method"] == "rk4" and r["steps"] == steps_list[-1])
         if wanted and "skipped" not in r:
-            add_rss(r, baselines)
+            add_rss(r, baselines, seed)
             log(f"  peak RSS growth {r['field']}/{r['method']}/{r['steps'] or r['rtol']}/{r['gradient']}: "
                 f"{r['rss_growth_bytes'] / MiB:.0f} MiB")
     return dict(machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=platform.python_version(),
                              torch=torch.__version__, torch_num_threads=torch.get_num_threads()),
-                quick=quick, reps=reps, max_gb=max_bytes / 2 ** 30, rows=rows, summary=summarise(rows, steps_list))
+                quick=quick, seed=seed, reps=reps, max_gb=max_bytes / 2 ** 30, rows=rows, summary=summarise(rows, steps_list))
 
 
 def describe(r: dict) -> str:
@@ -232,11 +230,8 @@ def summarise(rows: list[dict], steps_list: list[int]) -> dict:
 
 def plot(metrics: dict, out: Path) -> None:
     """memory.png (saved bytes solid, peak-RSS growth dashed) and time.png, one line per gradient method."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in metrics["rows"] if r["steps"] is not None and "skipped" not in r]
+    steps = sorted({r["steps"] for r in rows})
     for name, ylabel in (("memory", "MiB"), ("time", "seconds per training step")):
         fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False)
         for i, field in enumerate(("conv", "dense")):
@@ -250,38 +245,39 @@ def plot(metrics: dict, out: Path) -> None:
                     color = f"C{n}"
                     if name == "memory":
                         ax.plot([r["steps"] for r in sel], [r["saved_bytes"] / MiB for r in sel], "o-", color=color,
-                                label=f"{g} saved")
+                                label=f"{g}: saved for backward")
                         rss = [r for r in sel if "rss_growth_bytes" in r]
                         if rss:
                             ax.plot([r["steps"] for r in rss], [max(r["rss_growth_bytes"], 1) / MiB for r in rss],
-                                    "s--", color=color, label=f"{g} peak RSS growth")
+                                    "s--", color=color, label=f"{g}: peak RSS growth")
                     else:
                         ax.plot([r["steps"] for r in sel], [r["time_s"] for r in sel], "o-", color=color, label=g)
                 batch = next((r["batch"] for r in rows if r["field"] == field), "?")
                 ax.set(xscale="log", yscale="log", xlabel="steps", ylabel=ylabel, title=f"{field} (B={batch}), {method}")
+                cplot.plain_log_ticks(ax.xaxis, steps)  # 8, 16, 32, ... instead of 10^x labels
+                cplot.plain_log_ticks(ax.yaxis)  # 0.2, 0.5, 1, 2, ... instead of 2x10^-1
                 ax.grid(True, which="both", alpha=0.3)
-                ax.legend(fontsize=7)
+        labels: dict = {}
+        for ax in axes.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                labels.setdefault(label, handle)
         fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=110)
-        plt.close(fig)
+        fig.legend(list(labels.values()), list(labels), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        cplot.save(fig, out / f"{name}.png", dpi=110)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, smaller conv batch, RSS for one group")
-    parser.add_argument("--out", type=Path, default=Path("runs/adjoint_memory"), help="output directory")
-    parser.add_argument("--max-gb", type=float, default=4.0, help="skip backprop configurations above this")
-    args = parser.parse_args(argv)
-    if not args.max_gb > 0:
-        parser.error(f"--max-gb must be positive, got {args.max_gb}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    metrics = run(args.quick, args.max_gb * 2 ** 30)
-    write_json_atomic(args.out / "metrics.json", metrics)
-    plot(metrics, args.out)
-    for key, s in metrics["summary"].items():
-        print(key, s)
-    print(f"wrote {args.out / 'metrics.json'}, memory.png, time.png")
-    return metrics
+def main() -> None:
+    parser = example_parser(__doc__, default_out="runs/adjoint_memory",
+                            quick_help="fewer steps, smaller conv batch, RSS for one group")
+    parser.add_argument("--max-gb", type=positive_float, default=4.0, help="skip backprop configurations above this")
+    args = parser.parse_args()
+    out = start(args)
+    log = (lambda line: None) if args.no_progress else print
+    metrics = run(args.quick, args.max_gb * 2 ** 30, args.seed, log=log)
+    plot(metrics, out)
+    print(finish(out, metrics, [f"{key}: saved-bytes growth {s['saved_bytes_growth_steps']} steps "
+                                + ", ".join(f"{g} x{v:.2f}" for g, v in s["saved_bytes_growth"].items())
+                                for key, s in metrics["summary"].items()]))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Model 2 is trained on randomly rotated copies of the training points (the data a
 invariant; without it the 400 points are over-fitted) and, for comparison, once more without
 (``model2_no_augmentation``, mini-batches of 50 as in the first release).
 
-    python examples/circles.py [--quick] [--out DIR]
+    python examples/circles.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
 writes DIR/metrics.json (atomically) and DIR/*.png. Each model is checkpointed in DIR/checkpoints/
 (every 1 % of its epochs and at the end): an interrupted run resumes where it stopped, and a finished
@@ -29,10 +29,9 @@ import contdepth as cd
 import contdepth.plot as cplot
 from contdepth.analysis import trajectory
 from contdepth.data import circles, random_rotation
-from contdepth.io import write_json_atomic
+from contdepth.cli import example_parser, finish, start
+from contdepth.lift import ZeroAugment
 from contdepth.train import count_correct, evaluate, fit
-
-from _cli import quick_out_threads  # examples/_cli.py
 
 TRAIN_SEED, TEST_SEED = 0, 1  # model 2's training settings were chosen on validation sets (seed 100), see docs/RESULTS.md
 EXTRA_TEST_SEEDS = (2, 3, 4, 5)
@@ -71,9 +70,7 @@ class Model2(nn.Module):
         super().__init__()
         self.field = cd.fields.CubicFriction(3, cd.ControlGrid(0.0, 20.0, n=20), gamma=0.1, learn_gamma=False)
         self.block = cd.ODEBlock(self.field, method="euler", steps=20)
-
-    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x.new_zeros(len(x), 1)], dim=1)
+        self.initial_state = ZeroAugment(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(self.initial_state(x))[:, 2]
@@ -112,9 +109,10 @@ def fit_circles(model: nn.Module, loss_fn, correct_fn, data, *, epochs: int, lr:
 
 
 def train(model: nn.Module, loss_fn, correct_fn, data, test, expected, checkpoint: Path, *, epochs: int, lr: float,
-          batch_size: int | None, clip_grad_norm: float | None, augment: bool, progress: bool) -> dict:
+          batch_size: int | None, clip_grad_norm: float | None, augment: bool, seed: int, progress: bool) -> dict:
     hist = fit_circles(model, loss_fn, correct_fn, data, epochs=epochs, lr=lr, batch_size=batch_size,
-                       clip_grad_norm=clip_grad_norm, augment=augment, checkpoint=checkpoint, progress=progress)
+                       clip_grad_norm=clip_grad_norm, augment=augment, checkpoint=checkpoint, seed=seed,
+                       progress=progress)
     return {
         "train_acc": evaluate(model, data, correct_fn=correct_fn),
         "test_acc": evaluate(model, test, correct_fn=correct_fn),
@@ -147,13 +145,14 @@ def figures(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, out: 
 
 
 def main() -> None:
-    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/circles", quick_help="short training (CI, < 2 min)")
+    args = example_parser(__doc__, default_out="out/circles", quick_help="model 1 for 200 epochs (CI, < 2 min)").parse_args()
+    out, quick = start(args), args.quick
     config = QUICK if quick else FULL
 
     data, test = circles(400, seed=TRAIN_SEED), circles(400, seed=TEST_SEED)
     expected = circles(EXPECTED_N, seed=EXPECTED_SEED)
     cplot.save(cplot.scatter_classes(*data, title="circles: training data"), out / "data.png")
-    metrics = {"quick": quick, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED, "n_train": 400, "n_test": 400,
+    metrics = {"quick": quick, "seed": args.seed, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED, "n_train": 400, "n_test": 400,
                "extra_test_seeds": list(EXTRA_TEST_SEEDS), "expected_acc_set": {"seed": EXPECTED_SEED, "n": EXPECTED_N},
                "radial_rule": {"radius": BAYES_RADIUS, "test_acc": radial_rule_accuracy(test),
                                "test_acc_extra_sets": [radial_rule_accuracy(circles(400, seed=s)) for s in EXTRA_TEST_SEEDS],
@@ -163,17 +162,21 @@ def main() -> None:
             ("model1", Model1(), F.cross_entropy, count_correct),
             ("model2", Model2(), model2_loss, model2_correct),
             ("model2_no_augmentation", Model2(), model2_loss, model2_correct)):
-        checkpoint = out / "checkpoints" / f"{'quick' if quick else 'full'}-{name}.pt"
-        m = train(model, loss_fn, correct_fn, data, test, expected, checkpoint, progress=not quick, **config[name])
-        metrics[name] = m
+        checkpoint = out / "checkpoints" / f"{'quick' if quick else 'full'}-{name}-seed{args.seed}.pt"
+        metrics[name] = train(model, loss_fn, correct_fn, data, test, expected, checkpoint, seed=args.seed,
+                              progress=not args.no_progress, **config[name])
         figures(name, model, *data, out)
-        print(f"{name}: train {m['train_acc']:.4f} test {m['test_acc']:.4f} expected {m['expected_acc']:.4f} "
-              f"gamma {m['gamma']:.4f} params {m['params']} ({m['wall_s']:.1f} s)")
-    cplot.save(cplot.curves({name: metrics[name]["train_loss_per_epoch"] for name in ("model1", "model2", "model2_no_augmentation")},
-                            log=True, ylabel="training cross entropy (batches as trained on, no penalty)",
-                            title="circles: training loss"), out / "training_loss.png")
+    names = ("model1", "model2", "model2_no_augmentation")
+    cplot.save(cplot.panel_grid(1, 3, lambda ax, i, j: cplot.curves(
+        {names[j]: metrics[names[j]]["train_loss_per_epoch"]}, ax=ax, log=True, title=names[j],
+        ylabel="training cross entropy" if j == 0 else ""), size=3.6, ticks=True,
+        title="circles: training loss per epoch (batches as trained on, without the smoothness penalty)"),
+        out / "training_loss.png")
     metrics["wall_s"] = time.perf_counter() - t0
-    write_json_atomic(out / "metrics.json", metrics)
+    print(finish(out, metrics, [
+        f"{name}: train {m['train_acc']:.4f} test {m['test_acc']:.4f} expected {m['expected_acc']:.4f} "
+        f"gamma {m['gamma']:.4f} params {m['params']} ({m['wall_s']:.1f} s)"
+        for name, m in ((k, metrics[k]) for k in ("model1", "model2", "model2_no_augmentation"))]))
 
 
 if __name__ == "__main__":

@@ -7,20 +7,20 @@
    batch) and (b) trained on 20,000 points (with lambda = 1 and lambda = 0). Expected accuracy on
    circles(200000, seed=999).
 
-    python examples/circles_study.py [--quick] [--out DIR]
+    python examples/circles_study.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
-writes DIR/metrics.json (atomically). --quick runs one sweep setting with a tenth of the epochs and
+writes DIR/metrics.json (atomically) and DIR/validation.png. --quick runs one sweep setting with a tenth of the epochs and
 short diagnoses (CI; numbers meaningless).
 """
 from __future__ import annotations
 
 import time
 
+import contdepth.plot as cplot
+from contdepth.cli import example_parser, finish, start
 from contdepth.data import circles
-from contdepth.io import write_json_atomic
 from contdepth.train import evaluate
 
-from _cli import quick_out_threads  # examples/_cli.py
 from circles import EXPECTED_N, EXPECTED_SEED, LAMBDA, TRAIN_SEED, Model2, fit_circles, model2_correct, model2_loss
 
 SWEEP = [  # (batch size or None = full batch, epochs, lr, clip_grad_norm)
@@ -40,8 +40,9 @@ def train_model2(data, *, optimizer: str, epochs: int, lr: float, batch_size: in
 
 
 def main() -> None:
-    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/circles_study",
-                                   quick_help="one short sweep setting, short diagnoses (CI)")
+    args = example_parser(__doc__, default_out="out/circles_study",
+                          quick_help="one short sweep setting, short diagnoses (CI)").parse_args()
+    out, quick = start(args), args.quick
     t0 = time.perf_counter()
     data, val, expected = circles(400, seed=TRAIN_SEED), circles(2000, seed=100), circles(EXPECTED_N, seed=EXPECTED_SEED)
 
@@ -52,32 +53,38 @@ def main() -> None:
     sweep = []
     for bs, epochs, lr, clip in [(bs, e // 10, lr, clip) for bs, e, lr, clip in SWEEP[:1]] if quick else SWEEP:
         setting = {"batch_size": bs, "epochs": epochs, "lr": lr, "clip_grad_norm": clip}  # batch_size None: full batch
-        runs = [scores(train_model2(data, optimizer="sgd", epochs=epochs, lr=lr, batch_size=bs, clip=clip, augment=True))]
+        runs = [scores(train_model2(data, optimizer="sgd", epochs=epochs, lr=lr, batch_size=bs, clip=clip, augment=True,
+                                    seed=args.seed))]
         sweep.append({**setting, "runs": runs})
-        print(setting, runs[0])
     best = sorted(sweep, key=lambda r: -r["runs"][0]["val_acc"])[:2]
     for r in best:
         for seed in EXTRA_SEEDS[:1] if quick else EXTRA_SEEDS:
             r["runs"].append(scores(train_model2(data, optimizer="sgd", epochs=r["epochs"], lr=r["lr"], batch_size=r["batch_size"],
-                                                 clip=r["clip_grad_norm"], augment=True, seed=seed)))
+                                                 clip=r["clip_grad_norm"], augment=True, seed=args.seed + seed)))
         r["mean_val_acc"] = sum(x["val_acc"] for x in r["runs"]) / len(r["runs"])
-        print("re-run", {k: v for k, v in r.items() if k != "runs"})
 
     steps = 100 if quick else 3000
     big = circles(20_000, seed=7)
     diagnosis = {
         "adam_full_batch_400_points": scores(train_model2(data, optimizer="adam", epochs=steps, lr=3e-3, batch_size=None,
-                                                          clip=None, augment=False)),
+                                                          clip=None, augment=False, seed=args.seed)),
         **{f"adam_20000_points_lambda_{lam:g}": scores(train_model2(big, optimizer="adam", epochs=max(1, steps // 50), lr=1e-2,
-                                                                    batch_size=400, clip=None, augment=False, lam=lam), big)
+                                                                    batch_size=400, clip=None, augment=False, lam=lam,
+                                                                    seed=args.seed), big)
            for lam in (LAMBDA, 0.0)},
     }
-    print(diagnosis)
-    write_json_atomic(out / "metrics.json", {"quick": quick, "sweep": sweep, "diagnosis": diagnosis,
-                                             "validation_set": {"seed": 100, "n": 2000},
-                                             "expected_acc_set": {"seed": EXPECTED_SEED, "n": EXPECTED_N},
-                                             "wall_s": time.perf_counter() - t0})
-
+    labels = {f"SGD bs={r['batch_size'] or 'full'} {r['epochs']} ep lr={r['lr']:g} clip={r['clip_grad_norm']}":
+              r["runs"][0]["val_acc"] for r in sweep}
+    labels.update({f"diagnosis: {k}": v["val_acc"] for k, v in diagnosis.items()})
+    cplot.save(cplot.bars(labels, xlabel="validation accuracy (circles(2000, seed=100))",
+                          title="circles study: Model 2 settings"), out / "validation.png")
+    metrics = {"quick": quick, "seed": args.seed, "sweep": sweep, "diagnosis": diagnosis,
+               "validation_set": {"seed": 100, "n": 2000}, "expected_acc_set": {"seed": EXPECTED_SEED, "n": EXPECTED_N},
+               "wall_s": time.perf_counter() - t0}
+    summary = [f"{name}: validation {acc:.4f}" for name, acc in labels.items()]
+    summary += [f"best: {b['batch_size'] or 'full'}-batch {b['epochs']} epochs lr {b['lr']:g}, mean validation "
+                f"{b['mean_val_acc']:.4f} over {len(b['runs'])} seeds" for b in best[:1]]
+    print(finish(out, metrics, summary))
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """Train a continuous-depth MNIST classifier (seed 000 ch. 4, seed 002 sec. 5.2, Chen et al. 2018).
 
     python examples/mnist.py --model {pde1,pde2,resnet,cubic,odenet} --depth N --epochs E [--quick] [--out DIR]
+        [--seed S] [--threads N] [--no-progress] [--data DIR]
     torchrun --standalone --nproc_per_node=2 examples/mnist.py ...   # DistributedDataParallel
 
-Writes DIR/metrics.json (atomically) and DIR/checkpoint.pt after every epoch; rerunning the same
+Writes DIR/metrics.json (atomically), DIR/training.png and DIR/checkpoint.pt after every epoch; rerunning the same
 command resumes from the checkpoint and ends with the same weights as an uninterrupted run.
 After training, ``--eval-method``/``--eval-steps`` re-evaluate the trained field with other
 integrators and depths.
@@ -19,12 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 
 import contdepth as cd
 from contdepth.data.mnist import load_mnist
+from contdepth.errors import CheckpointError
+import contdepth.plot as cplot
+from contdepth.cli import (example_parser, finish, nonnegative_float, nonnegative_int, positive_float,
+                           positive_int, start)
 from contdepth.io import write_json_atomic
 from contdepth.models import DEFAULT_DEPTH, MNIST_MODELS, build_mnist_model
 from contdepth.train import evaluate, fit
@@ -37,39 +44,47 @@ QUICK = {"train_images": 3000, "test_images": 1000, "epochs": 1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = example_parser(__doc__, default_out=None, quick_help="3000 train / 1000 test images, one epoch (CI); "
+                       "--epochs, --train-images, --test-images still apply")
     p.add_argument("--model", required=True, choices=MNIST_MODELS)
-    p.add_argument("--depth", type=int, default=None, help="control knots = Euler layers (default per model)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=None, help="per process (default per model)")
+    p.add_argument("--depth", type=positive_int, default=None, help="control knots = Euler layers (default per model)")
+    p.add_argument("--epochs", type=nonnegative_int, default=None, help="default 1")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="per process (default per model)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default per model")
-    p.add_argument("--lr", type=float, default=None, help="default per model")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD only")
+    p.add_argument("--lr", type=positive_float, default=None, help="default per model")
+    p.add_argument("--momentum", type=nonnegative_float, default=0.9, help="SGD only")
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over the epochs")
-    p.add_argument("--clip", type=float, default=None,
+    p.add_argument("--clip", type=positive_float, default=None,
                    help="clip the gradient's global norm (default 1.0 for cubic, whose explicit Euler steps "
                         "diverge once gamma*h*x^2 > 2; none otherwise)")
-    p.add_argument("--smooth", type=float, default=None,
+    p.add_argument("--smooth", type=nonnegative_float, default=None,
                    help="lambda of the smoothness regulariser (seed 002 eq. 82); default 0.1 for cubic, else 0")
-    p.add_argument("--width", type=int, default=64, help="odenet channels")
-    p.add_argument("--rtol", type=float, default=1e-3, help="odenet dopri5")
-    p.add_argument("--atol", type=float, default=1e-3, help="odenet dopri5")
-    p.add_argument("--train-images", type=int, default=None, help="random subset of the 60,000 (default all)")
-    p.add_argument("--test-images", type=int, default=None, help="random subset of the 10,000 (default all)")
-    p.add_argument("--quick", action="store_true", help="3000 train / 1000 test images, one epoch (CI)")
+    p.add_argument("--width", type=positive_int, default=64, help="odenet channels (a multiple of 8)")
+    p.add_argument("--rtol", type=positive_float, default=None, help="odenet's dopri5 (default 1e-3)")
+    p.add_argument("--atol", type=positive_float, default=None, help="odenet's dopri5 (default 1e-3)")
+    p.add_argument("--train-images", type=positive_int, default=None, help="random subset of the 60,000 (default all)")
+    p.add_argument("--test-images", type=positive_int, default=None, help="random subset of the 10,000 (default all)")
     p.add_argument("--eval-method", nargs="*", default=[], choices=("euler", "midpoint", "rk4", "dopri5"))
-    p.add_argument("--eval-steps", nargs="*", type=int, default=[])
-    p.add_argument("--data", default=None, help="MNIST folder (default $CONTDEPTH_DATA, else download)")
-    p.add_argument("--out", default=None, help="output folder (default runs/mnist/MODEL-dDEPTH)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--eval-steps", nargs="*", type=positive_int, default=[])
+    p.add_argument("--data", default=None, help="MNIST folder with the four IDX files (default $CONTDEPTH_DATA)")
     args = p.parse_args(argv)
+    if args.model == "cubic" and args.depth not in (None, 20):
+        p.error(f"argument --depth: must be 20 for --model cubic (seed 002 sec. 5.2), got {args.depth}")
+    if args.model == "odenet" and args.width % 8:
+        p.error(f"argument --width: must be a multiple of 8 (GroupNorm with 8 channels per group), got {args.width}")
+    for name in ("rtol", "atol"):
+        if getattr(args, name) is not None and args.model != "odenet":
+            p.error(f"argument --{name}: only --model odenet solves adaptively, got --model {args.model}")
+    data = args.data or os.environ.get("CONTDEPTH_DATA")
+    if not data:
+        p.error("argument --data: no MNIST folder; pass --data DIR or set CONTDEPTH_DATA (nothing is downloaded)")
+    if not Path(data).expanduser().is_dir():
+        p.error(f"argument --data: MNIST folder {data!r} does not exist (from {'--data' if args.data else 'CONTDEPTH_DATA'})")
+    args.data = data
     if args.quick:
         args.train_images = args.train_images or QUICK["train_images"]
         args.test_images = args.test_images or QUICK["test_images"]
-        args.epochs = QUICK["epochs"]
+    args.epochs = (QUICK["epochs"] if args.quick else 1) if args.epochs is None else args.epochs
     args.depth = DEFAULT_DEPTH[args.model] if args.depth is None else args.depth
     opt, lr, bs = DEFAULTS[args.model]
     args.optimizer = args.optimizer or opt
@@ -77,13 +92,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_size = bs if args.batch_size is None else args.batch_size
     args.clip = args.clip if args.clip is not None else (1.0 if args.model == "cubic" else None)
     args.smooth = args.smooth if args.smooth is not None else (0.1 if args.model == "cubic" else 0.0)
-    for name in ("epochs", "batch_size", "threads", "width"):
-        if getattr(args, name) < (0 if name == "epochs" else 1):
-            p.error(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'epochs' else '>= 1'}")
-    if any(s < 1 for s in args.eval_steps):
-        p.error("--eval-steps must be >= 1")
-    args.out = Path(args.out or f"runs/mnist/{args.model}-d{args.depth}")
+    args.rtol = 1e-3 if args.rtol is None else args.rtol
+    args.atol = 1e-3 if args.atol is None else args.atol
+    args.out = args.out or Path(f"runs/mnist/{args.model}-d{args.depth}")
     return args
+
+
+def plot_training(history: dict, path: Path) -> None:
+    """Training loss and train/test accuracy per epoch, side by side."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    cplot.curves({"train (mean over batches)": history["train_loss"]}, ax=left, ylabel="cross entropy",
+                 title="MNIST: training loss")
+    cplot.curves({"train (during the epoch)": history["train_acc"], "test (after the epoch)": history["eval_acc"]},
+                 ax=right, ylabel="accuracy", title="MNIST: accuracy")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        cplot.legend_outside(ax, below=True)
+    cplot.save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,8 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     t_start = time.perf_counter()
 
     normalize = args.model != "cubic"  # the cubic net sees raw [0, 1] pixels on zero channels
-    train = load_mnist(args.data, train=True, limit=args.train_images, seed=args.seed, normalize=normalize)
-    test = load_mnist(args.data, train=False, limit=args.test_images, seed=args.seed, normalize=normalize)
+    try:
+        train = load_mnist(args.data, train=True, limit=args.train_images, seed=args.seed, normalize=normalize)
+        test = load_mnist(args.data, train=False, limit=args.test_images, seed=args.seed, normalize=normalize)
+    except (FileNotFoundError, ValueError) as e:  # missing or damaged IDX files: one line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {e}") from None
 
     torch.manual_seed(args.seed)
     model = build_mnist_model(args.model, args.depth, width=args.width, rtol=args.rtol, atol=args.atol).to(device)
@@ -117,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     regularizer = (lambda: args.smooth * cd.smoothness(field)) if args.smooth > 0 else None
 
     if rank == 0:
-        args.out.mkdir(parents=True, exist_ok=True)
+        start(args)
     metrics = {
         "model": args.model, "depth": args.depth, "params": params, "epochs": args.epochs,
         "train_images": len(train[1]), "test_images": len(test[1]), "batch_size": args.batch_size,
@@ -140,10 +168,13 @@ def main(argv: list[str] | None = None) -> dict:
         if rank == 0:
             write_json_atomic(args.out / "metrics.json", {**metrics, "status": "training", "last_epoch": record})
 
-    res = fit(model, F.cross_entropy, train, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
-              regularizer=regularizer, checkpoint=args.out / "checkpoint.pt", seed=args.seed,
-              progress=not args.no_progress, eval_data=test, log=log, scheduler=sched,
-              clip_grad_norm=args.clip)
+    try:
+        res = fit(model, F.cross_entropy, train, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
+                  regularizer=regularizer, checkpoint=args.out / "checkpoint.pt", seed=args.seed,
+                  progress=not args.no_progress, eval_data=test, log=log, scheduler=sched,
+                  clip_grad_norm=args.clip)
+    except CheckpointError as e:  # a checkpoint of another configuration in --out
+        raise SystemExit(f"{Path(__file__).name}: error: {e}") from None
     nfe = model.nfe_totals()
 
     test_acc = evaluate(model, test)
@@ -173,7 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model == "cubic":
         metrics["gamma"] = field.gamma.item()
     if rank == 0:
-        write_json_atomic(args.out / "metrics.json", metrics)
+        plot_training(metrics["history"], args.out / "training.png")
+        summary = [f"{args.model} depth {args.depth}: test accuracy {test_acc:.4f} ({params} params, "
+                   f"{len(train[1])} train images, {args.epochs} epochs, {res['wall_s']:.0f} s)"]
+        summary += [f"  re-evaluated with {e['method']} steps={e['steps']}: {e['test_acc']:.4f}" for e in evals]
+        print(finish(args.out, metrics, summary))
     if world > 1:
         dist.barrier()  # tear gloo down together: a rank leaving early aborts its peer
         dist.destroy_process_group()
@@ -181,9 +216,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    m = main()
-    if m is not None and int(os.environ.get("RANK", "0")) == 0:
-        print(f"{m['model']} depth {m['depth']}: test accuracy {m['test_acc']:.4f} "
-              f"({m['params']} params, {m['train_images']} train images, {m['epochs']} epochs, {m['wall_s']:.0f} s)")
-        for e in m["eval"]:
-            print(f"  re-evaluated with {e['method']} steps={e['steps']}: {e['test_acc']:.4f}")
+    main()

@@ -1,22 +1,25 @@
 """Seed 000 table 4.1/4.2: PDE1, PDE2 and the conv ResNet at depths 5, 15, 27, 50 on MNIST.
 
-    python examples/mnist_sweep.py [--epochs E] [--train-images N] [--quick] [--out DIR]
+    python examples/mnist_sweep.py [--epochs E] [--train-images N] [--quick] [--out DIR] [--seed S] [--threads N]
 
 Runs ``examples/mnist.py`` once per (model, depth) in its own folder DIR/MODEL-dDEPTH (so an
 interrupted sweep resumes where it stopped), then writes DIR/table.md (ours beside the seed's
-numbers), DIR/accuracy_vs_depth.png and DIR/sweep.json.
+numbers), DIR/accuracy_vs_depth.png and DIR/metrics.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import contdepth  # noqa: F401  (fail early if the package is not importable)
-from contdepth.io import write_json_atomic
+import matplotlib.pyplot as plt
+
+import contdepth.plot as cplot
+from contdepth.cli import example_parser, finish, positive_int, start
 
 # seed 000 table 4.1 (50 epochs, Adam lr 1e-3); pde2 and the second resnet column: table 4.2
 SEED = {
@@ -29,22 +32,21 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = example_parser(__doc__, default_out="runs/mnist-sweep", quick_help="pass --quick to every run")
     p.add_argument("--models", nargs="+", default=["pde1", "pde2", "resnet"], choices=["pde1", "pde2", "resnet"])
-    p.add_argument("--depths", nargs="+", type=int, default=[5, 15, 27, 50])
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--train-images", type=int, default=None)
-    p.add_argument("--test-images", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="pass --quick to every run")
-    p.add_argument("--data", default=None)
-    p.add_argument("--out", default="runs/mnist-sweep")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--depths", nargs="+", type=positive_int, default=[5, 15, 27, 50])
+    p.add_argument("--epochs", type=positive_int, default=None, help="default 1")
+    p.add_argument("--train-images", type=positive_int, default=None)
+    p.add_argument("--test-images", type=positive_int, default=None)
+    p.add_argument("--data", default=None, help="MNIST folder with the four IDX files (default $CONTDEPTH_DATA)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing; tabulate the finished runs in --out (missing ones: 'not run')")
     args = p.parse_args(argv)
-    if args.epochs < 1 or any(d < 1 for d in args.depths):
-        p.error("--epochs and --depths must be >= 1")
+    if args.table_only and args.quick:
+        p.error("argument --table-only: not allowed with --quick (it trains nothing)")
+    if not args.table_only and not (args.data or os.environ.get("CONTDEPTH_DATA")):
+        p.error("argument --data: no MNIST folder; pass --data DIR or set CONTDEPTH_DATA (nothing is downloaded)")
+    args.epochs = 1 if args.epochs is None else args.epochs
     return args
 
 
@@ -58,14 +60,16 @@ def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
     if args.table_only:
         return None
     cmd = [sys.executable, str(HERE / "mnist.py"), "--model", model, "--depth", str(depth),
-           "--epochs", str(args.epochs), "--out", str(out), "--threads", str(args.threads), "--no-progress"]
+           "--epochs", str(args.epochs), "--out", str(out), "--threads", str(args.threads), "--seed", str(args.seed),
+           "--no-progress"]
     for flag, value in (("--train-images", args.train_images), ("--test-images", args.test_images),
                         ("--data", args.data)):
         if value is not None:
             cmd += [flag, str(value)]
     if args.quick:
         cmd.append("--quick")
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(f"mnist_sweep.py: error: {' '.join(cmd[1:])} failed (its message is above)")
     return json.loads(metrics.read_text())
 
 
@@ -99,11 +103,6 @@ def table(results: dict[tuple[str, int], dict | None], args: argparse.Namespace)
 
 
 def plot(results: dict[tuple[str, int], dict], args: argparse.Namespace, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, m in enumerate(args.models):
         color = f"C{i}"
@@ -116,14 +115,13 @@ def plot(results: dict[tuple[str, int], dict], args: argparse.Namespace, path: P
     epochs = sorted({r["epochs"] for r in results.values() if r})
     ax.set_title(f"MNIST: ours after {'/'.join(map(str, epochs))} epoch(s) vs seed 000 after 50")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    cplot.legend_outside(ax)
+    cplot.save(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    start(args)
     results = {(m, d): run_one(args, m, d) for m in args.models for d in args.depths}
     out = Path(args.out)
     md = table(results, args)
@@ -132,8 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {f"{m}-d{d}": {k: r[k] for k in ("model", "depth", "params", "epochs", "train_images", "test_acc",
                                                "wall_s", "command")}
                for (m, d), r in results.items() if r is not None}
-    write_json_atomic(out / "sweep.json", summary)
-    sys.stdout.write(md)
+    print(finish(out, summary, [md.rstrip()]))
     return summary
 
 

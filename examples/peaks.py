@@ -17,7 +17,7 @@ grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (
 (b) is also run with the antisymmetric layer of Haber & Ruthotto 2017 beside the plain one, and
 (e) seed 002 eq. 111: the linear two-step net against the ResNet (T = 20, 16 layers).
 
-    python examples/peaks.py [--quick] [--out DIR]
+    python examples/peaks.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
 writes DIR/metrics.json (atomically) and DIR/*.png. Every trained net is checkpointed in
 DIR/checkpoints/ (every 5 epochs and at the end): an interrupted run resumes where it stopped, and a
@@ -36,10 +36,8 @@ import contdepth as cd
 import contdepth.plot as cplot
 from contdepth.analysis import layer_spectra, loss_landscape, random_direction
 from contdepth.data import peaks
-from contdepth.io import write_json_atomic
+from contdepth.cli import example_parser, finish, start
 from contdepth.train import evaluate, fit
-
-from _cli import quick_out_threads  # examples/_cli.py
 
 WIDTH, N_CLASSES = 8, 5
 FULL = {
@@ -73,11 +71,11 @@ class PeaksNet(nn.Module):
         self.block = cd.ODEBlock(self.field, method=cd.LinearTwoStep(grid) if two_step else method, steps=steps)
         self.head = nn.Linear(WIDTH, N_CLASSES)
 
-    def lift(self, x: torch.Tensor) -> torch.Tensor:
+    def duplicate(self, x: torch.Tensor) -> torch.Tensor:
         return x.repeat(1, WIDTH // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block(self.lift(x)))
+        return self.head(self.block(self.duplicate(x)))
 
 
 def make_net(seed: int, **kwargs) -> PeaksNet:
@@ -90,8 +88,8 @@ def train(net: PeaksNet, data, cfg: dict, out: Path, name: str, *, progress: boo
     """Adam on cross entropy; resumes from / checkpoints to ``out/checkpoints/MODE-NAME.pt``."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     hist = fit(net, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-               seed=0, progress=progress, eval_data=eval_data,
-               checkpoint=out / "checkpoints" / f"{cfg['mode']}-{name}.pt", checkpoint_every=5)
+               seed=cfg["seed"], progress=progress, eval_data=eval_data,
+               checkpoint=out / "checkpoints" / f"{cfg['mode']}-{name}-seed{cfg['seed']}.pt", checkpoint_every=5)
     return {"wall_s": hist["wall_s"], "final_train_loss": hist["train_loss"][-1], "train_loss": hist["train_loss"],
             "eval_loss": hist["eval_loss"]}
 
@@ -137,7 +135,7 @@ def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> d
 
     def draw(ax, i, j):
         cplot.decision_boundary(predict_with(nets[counts[i]], counts[j]), *test_data, ax=ax,
-                                extent=(-3, 3, -3, 3), resolution=80, s=3,
+                                extent=(-3, 3, -3, 3), resolution=80, s=3, legend=False,
                                 title=f"trained {counts[i]}, eval {counts[j]}: {test_acc[i][j]:.2f}")
     cplot.save(cplot.panel_grid(len(counts), len(counts), draw, title="rows: trained at; columns: evaluated at "
                                 "(state layers, T = 20, 16 control layers)"), out / "peaks_cross_eval.png")
@@ -155,7 +153,7 @@ def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
         for n in cfg["eig_layers"]:
             net = make_net(0, T=10.0, control=n, steps=n, layer=layer)
             wall = train(net, train_data, cfg, out, f"stability_{tag}{n}", progress=progress)["wall_s"]
-            spec = layer_spectra(net.field, net.lift(probe), steps=n)
+            spec = layer_spectra(net.field, net.duplicate(probe), steps=n)
             shown = list(range(n)) if n <= 16 else list(range(0, n, n // 16))
             side = 4 if len(shown) <= 16 else 6
             rows = (len(shown) + side - 1) // side
@@ -166,7 +164,7 @@ def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
                     ax.axis("off")
                     return
                 cplot.eigenvalues(spec.eigenvalues[shown[k]], ax=ax, methods=("euler", "rk4"), s=3,
-                                  title=f"layer {shown[k]}")
+                                  title=f"layer {shown[k]}", legend=False)
             cplot.save(cplot.panel_grid(rows, side, draw, ticks=True, title=f"h*eig(J), {layer} layer, {n} layers, "
                                         "T = 10 (red: Euler |1+z|=1, green: RK4)"), out / f"peaks_eigenvalues_{tag}{n}.png")
             inside_euler = spec.inside_fraction("euler")
@@ -268,11 +266,13 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
 
 
 def main() -> None:
-    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/peaks", quick_help="smaller data, fewer epochs and depths (CI, < 2 min)")
-    cfg = QUICK if quick else FULL
+    args = example_parser(__doc__, default_out="out/peaks",
+                          quick_help="smaller data, fewer epochs and depths (CI, < 2 min)").parse_args()
+    out, quick = start(args), args.quick
+    cfg = {**(QUICK if quick else FULL), "seed": args.seed}
     train_data, test_data = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
     cplot.save(cplot.scatter_classes(*train_data, s=3, title="peaks: training data"), out / "peaks_data.png")
-    progress = not quick
+    progress = not args.no_progress
     t0 = time.perf_counter()
     metrics = {"quick": quick, "config": cfg, "n_train": len(train_data[1]), "n_test": len(test_data[1])}
     metrics["cross_eval"] = cross_evaluation(cfg, train_data, test_data, out, progress)
@@ -281,8 +281,7 @@ def main() -> None:
     metrics["euler_vs_rk4"] = euler_vs_rk4(cfg, train_data, test_data, out, progress)
     metrics["two_step_vs_resnet"] = two_step_vs_resnet(cfg, train_data, test_data, out, progress)
     metrics["wall_s"] = time.perf_counter() - t0
-    write_json_atomic(out / "metrics.json", metrics)
-    print(f"done in {metrics['wall_s']:.1f} s")
+    print(finish(out, metrics, [f"done in {metrics['wall_s']:.1f} s"]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Check the seeds' physics identities numerically on a trained model and on a stencil block.
 
-    python examples/physics.py [--quick] [--out DIR]
+    python examples/physics.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
 1. Trains a small circles model (seed 002 sec. 5.1, model 1: R^2, cubic friction with learnable
    gamma, zero init, smoothness lambda = 1, SGD, softmax on the final state), then along its
@@ -16,41 +16,30 @@ Writes DIR/metrics.json (atomically) and four PNG plots; see docs/THEORY.md for 
 
 from __future__ import annotations
 
-import argparse
 import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import contdepth as cd  # noqa: E402
-from contdepth import physics as ph  # noqa: E402
-from contdepth.data import circles  # noqa: E402
-from contdepth.io import write_json_atomic  # noqa: E402
+import contdepth as cd
+from contdepth import physics as ph
+from contdepth.cli import example_parser, finish, start
+from contdepth.data import circles
+from contdepth.lift import ZeroAugment
+from contdepth.plot import legend_outside, plain_log_ticks, save
+from contdepth.train import evaluate, fit
 
 F64 = torch.float64
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer points, layers and iterations (CI)")
-    p.add_argument("--out", default="runs/physics", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
-
-
 # ---------------------------------------------------------------- 1. a trained circles model
-def lift(x: torch.Tensor) -> torch.Tensor:
-    """Seed 002 sec. 5.1 model 2: the 2-D points embedded in R^3 with x_3(0) = 0."""
-    return torch.cat([x, x.new_zeros(x.shape[0], 1)], dim=1)
+LIFT = ZeroAugment(3)  # seed 002 sec. 5.1 model 2: the 2-D points embedded in R^3 with x_3(0) = 0
 
 
 def circles_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,29 +47,30 @@ def circles_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(z[:, 2], y.to(z.dtype))
 
 
-def train_circles(*, points: int, layers: int, iters: int, seed: int) -> tuple[cd.fields.CubicFriction, dict]:
-    """Seed 002 sec. 5.1 model 2: R^3, gamma = 0.1 fixed, zero init, Euler one step per knot.
+def circles_correct(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Points classified correctly by the sign of x_3(T)."""
+    return ((z[:, 2] > 0).long() == y).sum()
+
+
+def train_circles(*, points: int, layers: int, iters: int, seed: int,
+                  progress: bool = False) -> tuple[cd.fields.CubicFriction, dict]:
+    """Seed 002 sec. 5.1 model 2: R^3, gamma = 0.1 fixed, zero init, Euler one step per knot,
+    ``iters`` full-batch steps of ``contdepth.train.fit``.
 
     Adam (lr 0.03) instead of the seed's SGD, and T = 4: ours, to get a trained model in seconds.
     """
-    torch.manual_seed(seed)
-    x, y = circles(points, seed=seed)
-    x = lift(x)
-    grid = cd.ControlGrid(t0=0.0, t1=4.0, n=layers)
-    field = cd.fields.CubicFriction(3, grid, gamma=0.1, learn_gamma=False)
-    opt = torch.optim.Adam(field.parameters(), lr=0.03)
-    for _ in range(iters):
-        opt.zero_grad()
-        out = cd.odesolve(field, x, method="euler", steps=layers)
-        loss = circles_loss(out, y) + 0.1 * cd.smoothness(field)  # seed 002 eq. 82
-        loss.backward()
-        opt.step()
+    data = circles(points, seed=seed)
+    field = cd.fields.CubicFriction(3, cd.ControlGrid(t0=0.0, t1=4.0, n=layers), gamma=0.1, learn_gamma=False)
+    model = nn.Sequential(LIFT, cd.ODEBlock(field, method="euler", steps=layers))
+    fit(model, circles_loss, data, optimizer=torch.optim.Adam(field.parameters(), lr=0.03), epochs=iters,
+        regularizer=lambda: 0.1 * cd.smoothness(field), correct_fn=circles_correct, seed=seed, shuffle=False,
+        progress=progress)  # seed 002 eq. 82's smoothness penalty
     with torch.no_grad():
-        out = cd.odesolve(field, x, method="euler", steps=layers)
-        acc = ((out[:, 2] > 0).long() == y).double().mean().item()
-    return field.double(), {"model": "seed 002 sec. 5.1 model 2 (R^3, gamma=0.1, Adam lr 0.03, T=4)",
-                            "points": points, "layers": layers, "iterations": iters,
-                            "train_loss": circles_loss(out, y).item(), "train_accuracy": acc}
+        loss = circles_loss(model(data[0]), data[1]).item()
+    info = {"model": "seed 002 sec. 5.1 model 2 (R^3, gamma=0.1, Adam lr 0.03, T=4)", "points": points,
+            "layers": layers, "iterations": iters, "train_loss": loss,
+            "train_accuracy": evaluate(model, data, correct_fn=circles_correct)}
+    return field.double(), info
 
 
 def hamiltonian_study(field, x, y, *, per_cell: int, out: Path) -> dict:
@@ -124,12 +114,11 @@ def hamiltonian_study(field, x, y, *, per_cell: int, out: Path) -> dict:
         axes[0].axvline(knot, color="0.85", lw=0.5, zorder=0)
     axes[0].set(title=f"trained field: H piecewise constant, jumps at knots\n"
                       f"within-cell drift {within:.1e}, jump error {jump_err:.1e}",
-                xlabel="t", ylabel="H(t) / max|H|")
+                xlabel="t", ylabel="H(t) / max|H|, one line per input (6 shown)")
     axes[1].set(title=f"time-independent theta: H conserved (eq. 24-25)\nmax relative change {conserved:.1e}",
                 xlabel="t", ylabel="H(t) / max|H|")
     fig.tight_layout()
-    fig.savefig(out / "hamiltonian.png", dpi=120)
-    plt.close(fig)
+    save(fig, out / "hamiltonian.png", dpi=120)
     return {"steps": steps, "method": "rk4", "autograd_refine": 8, "adjoint_vs_autograd_rel_error": adjoint_err,
             "H_within_cell_rel_drift": within, "H_jump_rel_error": jump_err,
             "H_largest_jump_rel": jump_size, "H_total_rel_change_trained": total_change,
@@ -169,16 +158,15 @@ def density_study(field, x, *, per_cell: int, out: Path, seed: int) -> dict:
     axes[0].plot(traj.ts, rates, label="entropy rate E[tr dF/dx] (eq. 32)")
     axes[0].plot(traj.ts, divs.min(1).values, "--", lw=0.8, label="min over the batch")
     axes[0].plot(traj.ts, divs.max(1).values, "--", lw=0.8, label="max over the batch")
-    axes[0].set(xlabel="t", title="divergence through depth")
-    axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="t", ylabel="divergence tr dF/dx", title="divergence through depth")
+    legend_outside(axes[0], below=True)
     axes[1].plot(traj.ts, traj.entropy_change, label="-E[delta log P] (eq. 28, exact trace)")
     axes[1].plot(traj.ts, hutch.entropy_change, "--", label="same, Hutchinson (64 probes)")
     axes[1].plot(traj.ts, integrated, ":", label="trapezoid of entropy rate")
-    axes[1].set(xlabel="t", title="entropy change H(t) - H(0)")
-    axes[1].legend(fontsize=8)
+    axes[1].set(xlabel="t", ylabel="H(t) - H(0)", title="entropy change H(t) - H(0)")
+    legend_outside(axes[1], below=True)
     fig.tight_layout()
-    fig.savefig(out / "divergence_entropy.png", dpi=120)
-    plt.close(fig)
+    save(fig, out / "divergence_entropy.png", dpi=120)
     return {"steps": steps, "entropy_change_total": traj.entropy_change[-1].item(),
             "entropy_rate_min": rates.min().item(), "entropy_rate_max": rates.max().item(),
             "entropy_change_vs_trapezoid_rate_abs": (traj.entropy_change - integrated).abs().max().item(),
@@ -210,10 +198,9 @@ def path_study(out: Path, *, seed: int) -> dict:
     ax.plot(sites, paths, "x", ms=9, label=f"sum over 3^{steps} lattice paths (eq. 33/38)")
     ax.set(xlabel="lattice site x", ylabel="psi_N(x)",
            title=f"alpha={alpha}, beta={beta}, gamma={gamma}: max diff {(paths - direct).abs().max():.1e}")
-    ax.legend(fontsize=8)
+    legend_outside(ax, below=True)
     fig.tight_layout()
-    fig.savefig(out / "path_sum.png", dpi=120)
-    plt.close(fig)
+    save(fig, out / "path_sum.png", dpi=120)
     return {"alpha": alpha, "beta": beta, "gamma": gamma, "sites": size, "steps": steps, "paths": 3**steps,
             "path_sum_vs_direct_max_abs": (paths - direct).abs().max().item(),
             "transfer_matrix_vs_direct_max_abs": (matrices - direct).abs().max().item(),
@@ -238,30 +225,32 @@ def continuum_study(out: Path, *, quick: bool) -> dict:
     axes[0].plot(fine_x, wrong, ":", label="wrong sign: drift +beta")
     axes[0].set(xlim=(-4, 4), xlabel="x", ylabel="propagator",
                 title=f"alpha={alpha}, beta={beta}, gamma={gamma}, t={t}")
-    axes[0].legend(fontsize=8)
+    legend_outside(axes[0], below=True)
     axes[1].loglog([e.dx for e in errs], [e.max_rel_error for e in errs], "o-", label="max |lattice - K| / max K")
     axes[1].loglog([e.dx for e in errs], [e.mass_rel_error for e in errs], "s-", label="mass vs exp(gamma t)")
     axes[1].loglog(dxs, [errs[0].max_rel_error * (d / dxs[0]) ** 2 for d in dxs], "k:", label="slope 2")
-    axes[1].set(xlabel="dx (dt = dx^2 / (4 alpha^2))", title="error under refinement")
-    axes[1].legend(fontsize=8)
+    axes[1].set(xlabel="dx (dt = dx^2 / (4 alpha^2))", ylabel="relative error", title="error under refinement")
+    plain_log_ticks(axes[1].xaxis, dxs)
+    plain_log_ticks(axes[1].yaxis)
+    legend_outside(axes[1], below=True)
     fig.tight_layout()
-    fig.savefig(out / "propagator.png", dpi=120)
-    plt.close(fig)
+    save(fig, out / "propagator.png", dpi=120)
     return {"alpha": alpha, "beta": beta, "gamma": gamma, "t": t, "courant": 0.25,
             "refinement": [{"dx": e.dx, "blocks": e.steps, "max_rel_error": e.max_rel_error,
                             "mass_rel_error": e.mass_rel_error} for e in errs],
             "observed_orders": orders, "wrong_drift_sign_max_rel_error": wrong_err}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+def main() -> None:
+    args = example_parser(__doc__, default_out="runs/physics",
+                          quick_help="fewer points, layers and iterations (CI)").parse_args()
+    out = start(args)
+    t_start = time.time()
     points, layers, iters, per_cell = (200, 10, 160, 16) if args.quick else (400, 20, 300, 32)
-    field, training = train_circles(points=points, layers=layers, iters=iters, seed=args.seed)
+    field, training = train_circles(points=points, layers=layers, iters=iters, seed=args.seed,
+                                    progress=not args.no_progress)
     x, y = circles(points, seed=args.seed)
-    x = lift(x).double()
+    x = LIFT(x).double()
     metrics = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "quick": args.quick,
@@ -271,9 +260,16 @@ def main(argv: list[str] | None = None) -> dict:
         "path_integral": path_study(out, seed=args.seed),
         "continuum_limit": continuum_study(out, quick=args.quick),
     }
-    metrics["seconds"] = time.time() - start
-    write_json_atomic(out / "metrics.json", metrics)
-    return metrics
+    metrics["seconds"] = time.time() - t_start
+    h, d, p, c = (metrics[k] for k in ("hamiltonian", "density", "path_integral", "continuum_limit"))
+    print(finish(out, metrics, [
+        f"circles model: train accuracy {training['train_accuracy']:.3f}, loss {training['train_loss']:.4f}",
+        f"adjoint vs autograd: rel. error {h['adjoint_vs_autograd_rel_error']:.1e}; H jump vs prediction "
+        f"{h['H_jump_rel_error']:.1e}; H change with time-independent theta {h['H_rel_change_time_independent']:.1e}",
+        f"entropy change {d['entropy_change_total']:.4f}; log p + log|det J| max {d['logp_plus_logdet_jacobian_max_abs']:.1e}",
+        f"path sum vs residual blocks: max diff {p['path_sum_vs_direct_max_abs']:.1e}",
+        f"lattice propagator vs Gaussian: observed orders {', '.join(f'{o:.2f}' for o in c['observed_orders'])}",
+        f"done in {metrics['seconds']:.1f} s"]))
 
 
 if __name__ == "__main__":

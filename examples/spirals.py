@@ -14,7 +14,7 @@ decision boundaries, H along the Hamiltonian net's trajectories (leapfrog vs Eul
 trained field), the learned k, and the saved-for-backward bytes of ``reversible`` vs
 ``backprop`` as the number of leapfrog steps grows.
 
-    python examples/spirals.py [--quick] [--out DIR]
+    python examples/spirals.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
 writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in DIR/checkpoints/
 (an interrupted run resumes; a finished one re-makes figures and metrics without training).
@@ -32,10 +32,9 @@ import contdepth as cd
 import contdepth.plot as cplot
 from contdepth.analysis.memory import saved_tensor_bytes
 from contdepth.data import spirals
-from contdepth.io import write_json_atomic
+from contdepth.lift import ZeroAugment
+from contdepth.cli import example_parser, finish, start
 from contdepth.train import evaluate, fit
-
-from _cli import quick_out_threads  # examples/_cli.py
 
 T = 4.0
 FULL = {"n_train": 1000, "n_test": 1000, "epochs": 100}
@@ -43,19 +42,16 @@ QUICK = {"n_train": 400, "n_test": 400, "epochs": 40}
 MEMORY_STEPS = (16, 64, 256)
 
 
-def lift(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.cat([x, x.new_zeros(len(x), dim - x.shape[1])], dim=1)
-
-
 class HamiltonianNet(nn.Module):
     def __init__(self, dim: int = 4, width: int = 16, knots: int = 8, steps: int = 32) -> None:
         super().__init__()
         self.dim, self.steps = dim, steps
+        self.lift = ZeroAugment(dim)
         self.field = cd.fields.Hamiltonian(dim, cd.ControlGrid(0.0, T, n=knots), width=width)
         self.head = nn.Linear(dim, 2)
 
     def initial_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y0 = lift(x, self.dim)
+        y0 = self.lift(x)
         return y0, torch.zeros_like(y0)
 
     def forward(self, x: torch.Tensor, *, method: str = "leapfrog", gradient: str = "reversible") -> torch.Tensor:
@@ -69,13 +65,14 @@ class ResidualNet(nn.Module):
     def __init__(self, two_step: bool, dim: int = 8, knots: int = 17) -> None:
         super().__init__()
         self.dim, self.steps = dim, knots
+        self.lift = ZeroAugment(dim)
         grid = cd.ControlGrid(0.0, T, n=knots)
         self.field = cd.fields.DenseResidual(dim, grid, activation="tanh")
         self.block = cd.ODEBlock(self.field, method=cd.LinearTwoStep(grid) if two_step else "euler", steps=knots)
         self.head = nn.Linear(dim, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block(lift(x, self.dim)))
+        return self.head(self.block(self.lift(x)))
 
 
 def n_params(model: nn.Module) -> int:
@@ -101,26 +98,27 @@ def memory_rows(model: HamiltonianNet, x: torch.Tensor) -> list[dict]:
 
 
 def main() -> None:
-    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/spirals",
-                                   quick_help="small data and few epochs (for CI)")
+    args = example_parser(__doc__, default_out="out/spirals", quick_help="small data and few epochs (for CI)").parse_args()
+    out, quick = start(args), args.quick
     config = QUICK if quick else FULL
     train = spirals(config["n_train"], noise=0.05, seed=0)
     test = spirals(config["n_test"], noise=0.05, seed=1)
     models = {}
     for name, make in (("hamiltonian", HamiltonianNet), ("resnet", lambda: ResidualNet(False)),
                        ("linear_two_step", lambda: ResidualNet(True))):
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         models[name] = make()
-    metrics: dict = {"quick": quick, "config": config, "T": T}
+    metrics: dict = {"quick": quick, "seed": args.seed, "config": config, "T": T}
     for name, model in models.items():
-        start = time.perf_counter()
+        t_start = time.perf_counter()
         history = fit(model, F.cross_entropy, train, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-                      epochs=config["epochs"], batch_size=100, eval_data=test, progress=not quick,
-                      checkpoint=out / "checkpoints" / f"{'quick' if quick else 'full'}-{name}.pt",
+                      epochs=config["epochs"], batch_size=100, eval_data=test, seed=args.seed,
+                      progress=not args.no_progress,
+                      checkpoint=out / "checkpoints" / f"{'quick' if quick else 'full'}-{name}-seed{args.seed}.pt",
                       checkpoint_every=max(1, config["epochs"] // 10))
         metrics[name] = {"params": n_params(model), "train_acc": evaluate(model, train),
                          "test_acc": evaluate(model, test), "train_wall_s": history["wall_s"],
-                         "session_wall_s": time.perf_counter() - start, "test_acc_per_epoch": history["eval_acc"]}
+                         "session_wall_s": time.perf_counter() - t_start, "test_acc_per_epoch": history["eval_acc"]}
     ham = models["hamiltonian"]
     metrics["learned_k"] = models["linear_two_step"].block.method.k.detach().tolist()
     energy = {method: energy_along(ham, test[0][:200], method) for method in ("leapfrog", "euler")}
@@ -129,20 +127,18 @@ def main() -> None:
 
     cplot.save(cplot.panel_grid(1, 3, lambda ax, i, j: cplot.decision_boundary(
         lambda pts: models[list(models)[j]](pts).argmax(1), *test, ax=ax,
-        title=f"{list(models)[j]}: test {metrics[list(models)[j]]['test_acc']:.3f}"), size=3.2), out / "boundaries.png")
+        title=f"{list(models)[j]}: test {metrics[list(models)[j]]['test_acc']:.3f}", legend=j == 2), size=3.2), out / "boundaries.png")
     cplot.save(cplot.curves(energy, xlabel="step", ylabel="mean H(y, z) over 200 test points",
                             title="Hamiltonian net: H along trajectories (jumps at the 8 knots)"), out / "energy.png")
     cplot.save(cplot.curves({"k_l": metrics["learned_k"]}, xlabel="knot l (1-based)", ylabel="learned k",
                             title="LinearTwoStep: learned k per knot"), out / "k.png")
     cplot.save(cplot.curves({g: [r["saved_bytes"] / 2 ** 10 for r in metrics["memory"] if r["gradient"] == g]
-                             for g in ("backprop", "reversible")}, xlabel=f"leapfrog steps {MEMORY_STEPS}",
+                             for g in ("backprop", "reversible")}, x=MEMORY_STEPS, logx=True, xlabel="leapfrog steps",
                             ylabel="saved for backward (KiB)", log=True,
                             title="memory: reversible vs backprop"), out / "memory.png")
-    write_json_atomic(out / "metrics.json", metrics)
-    for name in models:
-        m = metrics[name]
-        print(f"{name:16s} params {m['params']:5d}  train {m['train_acc']:.3f}  test {m['test_acc']:.3f}  "
-              f"train wall {m['train_wall_s']:.1f} s")
+    print(finish(out, metrics, [f"{name:16s} params {m['params']:5d}  train {m['train_acc']:.3f}  test "
+                                f"{m['test_acc']:.3f}  train wall {m['train_wall_s']:.1f} s"
+                                for name, m in ((k, metrics[k]) for k in models)]))
 
 
 if __name__ == "__main__":

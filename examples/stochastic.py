@@ -13,7 +13,7 @@ density of their hidden states.
   the network's 16, against the Fokker-Planck density (``cd.physics.fokker_planck_1d`` with the
   trained drift, from a kernel estimate of the radii's density) at t = 1, 2, 4; sample paths.
 
-    python examples/stochastic.py [--quick] [--out DIR]
+    python examples/stochastic.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
 writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in DIR/checkpoints/
 (an interrupted run resumes; a finished one re-makes figures and metrics without training).
@@ -31,11 +31,10 @@ import contdepth as cd
 import contdepth.plot as cplot
 from contdepth.analysis import expected_calibration_error, mc_probabilities, predictive_entropy
 from contdepth.data import circles, spirals
-from contdepth.io import write_json_atomic
+from contdepth.cli import example_parser, finish, start
+from contdepth.lift import ZeroAugment
 from contdepth.physics import fokker_planck_1d
 from contdepth.train import fit
-
-from _cli import quick_out_threads  # examples/_cli.py
 
 T, KNOTS, STEPS, DIM = 4.0, 8, 16, 4
 NUS = (0.0, 0.05, 0.1, 0.3)
@@ -51,12 +50,9 @@ class StochasticNet(nn.Module):
 
     def __init__(self, nu: float, field: cd.fields.ControlledField, dim: int) -> None:
         super().__init__()
-        self.dim, self.field = dim, field
+        self.field, self.lift = field, ZeroAugment(dim)
         self.block = cd.SDEBlock(field, nu, steps=STEPS)
         self.head = nn.Linear(dim, 2)
-
-    def lift(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (0, self.dim - x.shape[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.block(self.lift(x)))
@@ -71,11 +67,10 @@ def radius_model() -> StochasticNet:
     return StochasticNet(DENSITY_NU, field, 1)
 
 
-def train(model: StochasticNet, data, epochs: int, name: str, out, quick: bool) -> float:
-    torch.manual_seed(0)
+def train(model: StochasticNet, data, epochs: int, name: str, out, args) -> float:
     history = fit(model, F.cross_entropy, data, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-                  epochs=epochs, batch_size=100, progress=not quick,
-                  checkpoint=out / "checkpoints" / f"{'quick' if quick else 'full'}-{name}.pt",
+                  epochs=epochs, batch_size=100, progress=not args.no_progress, seed=args.seed,
+                  checkpoint=out / "checkpoints" / f"{'quick' if args.quick else 'full'}-{name}-seed{args.seed}.pt",
                   checkpoint_every=max(1, epochs // 10))
     return history["wall_s"]
 
@@ -200,25 +195,27 @@ def plot_paths(model: StochasticNet, radii: torch.Tensor, labels: torch.Tensor, 
 
 
 def main() -> None:
-    quick, out = quick_out_threads(__doc__.splitlines()[0], default_out="out/stochastic",
-                                   quick_help="few epochs and samples (for CI)")
+    args = example_parser(__doc__, default_out="out/stochastic", quick_help="few epochs and noise samples (for CI)"
+                          ).parse_args()
+    out, quick = start(args), args.quick
     config = QUICK if quick else FULL
-    metrics: dict = {"quick": quick, "config": config, "nus": NUS, "T": T, "steps": STEPS, "knots": KNOTS}
+    metrics: dict = {"quick": quick, "seed": args.seed, "config": config, "nus": NUS, "T": T, "steps": STEPS,
+                     "knots": KNOTS}
     datasets = {"circles": circles, "spirals": spirals}
     for name, make in datasets.items():
         n = config[name]["n"]
         train_data, test_data = make(n, seed=0), make(n, seed=1)
         metrics[name] = {}
         for nu in NUS:
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             model = classifier(nu)
-            wall = train(model, train_data, config[name]["epochs"], f"{name}-nu{nu}", out, quick)
+            wall = train(model, train_data, config[name]["epochs"], f"{name}-nu{nu}", out, args)
             metrics[name][str(nu)] = {"train_wall_s": wall, **uncertainty(model, *test_data, config["mc_samples"])}
     X, y = circles(400, seed=0)
     radii = X.norm(dim=1)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = radius_model()
-    wall = train(model, (radii.unsqueeze(1), y), config["density_epochs"], "radius", out, quick)
+    wall = train(model, (radii.unsqueeze(1), y), config["density_epochs"], "radius", out, args)
     model.eval()
     study = density_study(model, radii)
     Xt, yt = circles(400, seed=1)
@@ -228,17 +225,14 @@ def main() -> None:
     plot_accuracy(metrics, out)
     plot_density(study, out)
     plot_paths(model, radii, y, out)
-    write_json_atomic(out / "metrics.json", metrics)
-    for name in datasets:
-        for nu in NUS:
-            m = metrics[name][str(nu)]
-            print(f"{name:8s} nu={nu:<5g} one sample {m['acc_one_sample']:.3f}  mean of {config['mc_samples']} "
-                  f"{m['acc_mc_mean']:.3f}  noise off {m['acc_noise_off']:.3f}  entropy {m['mean_entropy']:.3f}  "
-                  f"ECE {m['ece']:.3f}")
-    for row in study["rows"]:
-        print(f"radius model t={row['t']:g}: L1(Fokker-Planck, histogram) {row[f'l1_fokker_planck_vs_{FINE_STEPS}_steps']:.3f} "
-              f"({FINE_STEPS} steps), {row[f'l1_fokker_planck_vs_network_{STEPS}_steps']:.3f} (the network's {STEPS}), "
-              f"mass {row['mass']:.6f}")
+    summary = [f"{name:8s} nu={nu:<5g} one sample {metrics[name][str(nu)]['acc_one_sample']:.3f}  mean of "
+               f"{config['mc_samples']} {metrics[name][str(nu)]['acc_mc_mean']:.3f}  noise off "
+               f"{metrics[name][str(nu)]['acc_noise_off']:.3f}  entropy {metrics[name][str(nu)]['mean_entropy']:.3f}  "
+               f"ECE {metrics[name][str(nu)]['ece']:.3f}" for name in datasets for nu in NUS]
+    summary += [f"radius model t={row['t']:g}: L1(Fokker-Planck, histogram) {row[f'l1_fokker_planck_vs_{FINE_STEPS}_steps']:.3f} "
+                f"({FINE_STEPS} steps), {row[f'l1_fokker_planck_vs_network_{STEPS}_steps']:.3f} (the network's {STEPS}), "
+                f"mass {row['mass']:.6f}" for row in study["rows"]]
+    print(finish(out, metrics, summary))
 
 
 if __name__ == "__main__":

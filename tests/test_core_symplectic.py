@@ -142,7 +142,7 @@ def test_errors():
         cd.odesolve(field, y0, method="rk4", steps=4, gradient="reversible")
     with pytest.raises(ValueError, match="adjoint.*'leapfrog'"):
         cd.odesolve(field, y0, method="leapfrog", steps=4, gradient="adjoint")
-    with pytest.raises(ValueError, match="leapfrog needs a pair state"):
+    with pytest.raises(ValueError, match="'leapfrog' needs a pair state"):
         cd.odesolve(lambda t, y: -y, torch.ones(3, dtype=DT), t0=0.0, t1=1.0, method="leapfrog", steps=4)
     with pytest.raises(ValueError, match="pair state"):
         cd.odesolve(field, torch.ones(2, 3, dtype=DT), method="leapfrog", steps=4)

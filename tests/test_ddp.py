@@ -20,8 +20,10 @@ import contdepth as cd
 from contdepth.models import build_mnist_model
 from contdepth.train import _epoch_indices, evaluate, fit
 
+from conftest import MNIST_DIR as DATA
+from conftest import need_mnist
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CONTDEPTH_DATA") or REPO.parent / "shared" / "data" / "mnist")
 B = 16  # per-process batch
 
 
@@ -81,9 +83,9 @@ def test_ddp_step_equals_single_process_step_on_concatenated_batch(tmp_path):
         assert r0["acc"] == r1["acc"] == evaluate(single, (X, y))
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None or not (DATA / "t10k-labels-idx1-ubyte.gz").exists(),
-                    reason="needs torchrun and the MNIST files")
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="needs torchrun")
 def test_runner_under_torchrun_matches_single_process(tmp_path):
+    need_mnist()
     env = {**os.environ, "PYTHONPATH": str(REPO), "CONTDEPTH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     common = [str(REPO / "examples" / "mnist.py"), "--model", "cubic", "--train-images", "128",
               "--test-images", "100", "--epochs", "1", "--no-progress", "--data", str(DATA), "--lr", "0.5"]

@@ -1,4 +1,5 @@
-"""End-to-end: the quick planar examples write a valid metrics.json and non-empty PNG figures."""
+"""End-to-end: the quick examples write a valid metrics.json and non-empty PNG figures; a bad option
+is a one-line argparse error (exit 2) before anything runs."""
 import json
 import os
 import subprocess
@@ -102,6 +103,39 @@ def test_spirals_quick(tmp_path):
     energy = m["energy_along_trajectories"]
     assert len(energy["leapfrog"]) == len(energy["euler"]) == 33
     check_pngs(tmp_path, ["boundaries.png", "energy.png", "k.png", "memory.png"])
+
+
+def test_quickstart_quick(tmp_path):
+    m = run_example("quickstart", tmp_path)
+    assert m["quick"] is True and m["epochs"] == 60
+    rows = {(r["method"], r["steps"]): r for r in m["evaluations"]}
+    assert set(rows) == {("euler", 8), ("euler", 64), ("rk4", 8), ("rk4", 32), ("dopri5", None)}
+    assert rows["rk4", 8]["test_acc"] >= 0.95 and rows["rk4", 8]["nfe"] == 32  # the trained model
+    assert abs(rows["rk4", 32]["test_acc"] - rows["rk4", 8]["test_acc"]) <= 0.02  # the field, not the steps
+    check_pngs(tmp_path, ["boundary.png"])
+
+
+EXAMPLES = ["quickstart", "circles", "circles_study", "peaks", "spirals", "physics", "stochastic", "mnist",
+            "mnist_sweep", "adjoint_memory"]
+BAD = [(["--threads", "0"], "--threads"), (["--seed", "-1"], "--seed"), (["--out", "FILE"], "--out")]
+MNIST_BAD = [(["--depth", "0"], "--depth"), (["--train-images", "0"], "--train-images"), (["--lr", "-1"], "--lr"),
+             (["--quick", "--epochs", "-1"], "--epochs"), (["--model", "cubic", "--depth", "5"], "--depth")]
+
+
+@pytest.mark.parametrize("name, bad, option", [(name, *BAD[i % len(BAD)]) for i, name in enumerate(EXAMPLES)]
+                         + [("mnist", *case) for case in MNIST_BAD])
+def test_bad_options_are_one_line_errors_before_any_work(name, bad, option, tmp_path):
+    a_file = tmp_path / "FILE"
+    a_file.write_text("not a folder")
+    model = ["--model", "resnet"] if name == "mnist" and "--model" not in bad else []
+    args = [str(a_file) if a == "FILE" else a for a in bad]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), *model, *args],
+                          env=env, cwd=tmp_path, timeout=120, capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{name}.py: error: argument {option}"), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"] and not done.stdout  # nothing run, nothing written
 
 
 def test_stochastic_quick(tmp_path):

@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root
 from contdepth.models import build_mnist_model
 
+from conftest import MNIST_DIR as DATA
+from conftest import need_mnist
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CONTDEPTH_DATA") or REPO.parent / "shared" / "data" / "mnist")
-pytestmark = pytest.mark.skipif(not all((DATA / f"{n}.gz").is_file() or (DATA / "MNIST" / "raw" / n).is_file()
-                                        for n in MNIST_FILES),
-                                reason=f"MNIST IDX files not found in {DATA} (set CONTDEPTH_DATA)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mnist():
+    need_mnist()  # before the module-scoped data fixtures
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -259,6 +263,6 @@ def test_sweep_writes_table_and_plot(tmp_path):
     # our number beside seed 000's pde1 at depth 5
     assert f"| 5 | {100 * summary['pde1-d5']['test_acc']:.2f} | 97.4 |" in md
     assert (out / "accuracy_vs_depth.png").stat().st_size > 1000
-    assert json.loads((out / "sweep.json").read_text()) == summary
+    assert json.loads((out / "metrics.json").read_text()) == summary
     table_only = sweep.main(["--models", "pde1", "pde2", "--depths", "5", "--table-only", "--out", str(out)])
     assert set(table_only) == {"pde1-d5"} and "not run" in (out / "table.md").read_text()

@@ -22,7 +22,7 @@ def test_studies_on_a_tiny_model(example, tmp_path):
     field, training = example.train_circles(points=40, layers=2, iters=5, seed=0)
     assert field.weight.dtype == torch.float64 and training["iterations"] == 5
     x, y = example.circles(40, seed=0)
-    x = example.lift(x).double()
+    x = example.LIFT(x).double()
     ham = example.hamiltonian_study(field, x[:8], y[:8], per_cell=4, out=tmp_path)
     assert ham["adjoint_vs_autograd_rel_error"] < 1e-3
     assert ham["H_jump_rel_error"] < 1e-4  # includes the within-cell RK4 drift at h = 0.5

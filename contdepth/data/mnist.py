@@ -1,4 +1,4 @@
-"""MNIST through torchvision, from a local folder of the original IDX files or a download.
+"""MNIST through torchvision, from a local folder of the original IDX files (never downloaded).
 
 ``root`` (or the environment variable ``CONTDEPTH_DATA``) is a folder holding the four
 ``*-idx?-ubyte.gz`` files directly, or torchvision's ``MNIST/raw/`` layout (``.gz`` or
@@ -6,7 +6,6 @@ uncompressed files).  Every file is checked against the md5 that torchvision che
 truncated or foreign file raises a ``ValueError`` naming it instead of failing inside
 torchvision.  The files are decompressed once into a cache folder laid out as torchvision
 expects, and ``torchvision.datasets.MNIST`` reads them from there (``download=False``).
-With no root at all, torchvision downloads into the cache.
 """
 
 from __future__ import annotations
@@ -69,27 +68,24 @@ def _check(path: Path, name: str, gz: bool) -> None:
 def mnist_root(root: str | os.PathLike | None = None) -> Path:
     """A torchvision root (a folder with ``MNIST/raw/`` holding the four uncompressed files).
 
-    ``root`` defaults to ``$CONTDEPTH_DATA``; if both are unset, MNIST is downloaded by torchvision
-    into ``$CONTDEPTH_CACHE`` (default ``~/.cache/contdepth``) ``/mnist-download``.
+    ``root`` defaults to ``$CONTDEPTH_DATA``; with neither, ``FileNotFoundError`` says to set one
+    (nothing is downloaded).
     """
     if root is None:
         root = os.environ.get("CONTDEPTH_DATA") or None
     if root is None:
-        from torchvision.datasets import MNIST
-
-        target = _cache_dir() / "mnist-download"
-        MNIST(str(target), train=True, download=True)
-        MNIST(str(target), train=False, download=True)
-        return target
+        raise FileNotFoundError("no MNIST folder given: pass --data DIR (examples) or root=DIR, or set "
+                                "CONTDEPTH_DATA, to a folder with the four IDX files "
+                                f"({', '.join(n + '.gz' for n in MNIST_FILES)}); nothing is downloaded")
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"MNIST data folder {folder} does not exist (from --data / CONTDEPTH_DATA)")
+        raise FileNotFoundError(f"MNIST data folder {folder} does not exist (set by --data or CONTDEPTH_DATA)")
     found = {name: _find(folder, name) for name in MNIST_FILES}
     missing = [name for name, hit in found.items() if hit is None]
     if missing:
         raise FileNotFoundError(
             f"MNIST data folder {folder} lacks {', '.join(n + '.gz' for n in missing)} "
-            f"(looked in {folder} and {folder / 'MNIST' / 'raw'})"
+            f"(looked in {folder} and {folder / 'MNIST' / 'raw'}; set by --data or CONTDEPTH_DATA)"
         )
     if all(not gz and path.parent == folder / "MNIST" / "raw" for path, gz in found.values()):  # type: ignore[misc]
         for name, (path, gz) in found.items():  # type: ignore[misc]

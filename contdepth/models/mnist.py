@@ -24,30 +24,19 @@ trained field with another integrator or number of steps.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..block import ODEBlock
 from ..errors import check_choice, check_positive_int
 from ..fields import ConvCubicFriction, ConvResidual, PDEStencil
 from ..grid import ControlGrid
+from ..lift import ZeroAugment
 from ..solvers import METHODS
 
 __all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH"]
 
 MNIST_MODELS = ("pde1", "pde2", "resnet", "cubic", "odenet")
 DEFAULT_DEPTH = {"pde1": 15, "pde2": 15, "resnet": 15, "cubic": 20, "odenet": 1}
-
-
-class ZeroAugment(nn.Module):
-    """Append zero channels so a (B, c, H, W) input becomes (B, channels, H, W) (seed 002 sec. 5.2)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.channels = channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.pad(x, (0, 0, 0, 0, 0, self.channels - x.shape[1]))
 
 
 class GlobalMaxPool(nn.Module):

@@ -19,7 +19,7 @@ from ..tree import State, axpy, lerp
 
 def _pair(y: State, name: str) -> tuple:
     if not isinstance(y, tuple) or len(y) != 2:
-        raise ValueError(f"{name} needs a pair state (q, p) with dq/dt depending on p only and dp/dt on q only, "
+        raise ValueError(f"method={name!r} needs a pair state y0 = (q, p) with dq/dt depending on p only and dp/dt on q only, "
                          f"got {type(y).__name__}{'' if not isinstance(y, tuple) else f' of length {len(y)}'}")
     return y
 
