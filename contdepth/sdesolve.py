@@ -13,7 +13,7 @@ from .errors import check_choice, check_positive_int
 from .fields.base import ControlledField
 from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
-from .solve import _check_y0, check_interval_args, output_times
+from .solve import check_y0, check_interval_args, output_times
 from .solvers import AdjointConfig, FixedGrid, Problem
 from .solvers.stochastic import SDE_STEPPERS
 from .terms import SDETerm, as_term
@@ -68,7 +68,7 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     adjoint_params: what checkpoint/adjoint differentiate (default: the parameters of the field,
         and of ``noise`` when it is an ``nn.Module``).
     """
-    y0 = _check_y0(y0)
+    y0 = check_y0(y0)
     if not isinstance(y0, torch.Tensor):
         raise TypeError("sdesolve takes a tensor state y0 (tuple states are for cd.solve)")
     noise = check_noise(noise)

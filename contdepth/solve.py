@@ -56,7 +56,9 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-def _check_y0(y0: object) -> State:
+def check_y0(y0: object) -> State:
+    """``y0`` if it is a floating, finite tensor or non-empty tuple of such (on a real device), else a
+    TypeError/ValueError naming it (and the component of a tuple)."""
     if not isinstance(y0, (torch.Tensor, tuple)) or (isinstance(y0, tuple) and not y0):
         raise TypeError(f"y0 must be a torch.Tensor or a non-empty tuple of tensors, got {type(y0).__name__}")
     for i, x in enumerate(leaves(y0) if isinstance(y0, tuple) else [y0]):
@@ -209,7 +211,7 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
     declare_jumps: end adaptive steps on the knots of piecewise-constant theta (leave on; off
         only to measure what it saves).
     """
-    y0 = _check_y0(y0)
+    y0 = check_y0(y0)
     t0, t1, control = check_interval_args(func, t0, t1)
     out_times = output_times(t_eval, t0, t1)
     stepper = check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol)
@@ -245,7 +247,7 @@ def _check_t(t: object) -> tuple[float, ...]:
 
 
 def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, **adjoint) -> State:
-    y0 = _check_y0(y0)
+    y0 = check_y0(y0)
     times = _check_t(t)
     method = "dopri5" if method is None else method
     if len(times) == 1:  # torchdiffeq: nothing to integrate, func is never called

@@ -128,3 +128,53 @@ def test_odeblock_uses_its_tolerances_only_with_adaptive_methods():
     adaptive = block(x)
     block.method, block.steps = "rk4", 8  # re-evaluated with a fixed-step method: no tolerance error
     assert torch.allclose(block(x), adaptive, atol=1e-4) and block.stats.forward.nfe == 32
+
+
+BAD_SDE = {"y0": [torch.zeros(0, 3), torch.ones(2, 3, dtype=torch.int64), (torch.ones(2, 3),)],
+           "noise": [-0.1, math.nan, math.inf, "0.1", True, lambda t, y: y.sum()],
+           "method": ["rk4", "", 2, "Heun"], "steps": [0, -1, 2.5, True, "4"], "t0": [math.nan, math.inf],
+           "t1": [math.inf], "gradient": ["reversible", "magic"],
+           "bm": ["short", "float16", "wrong shape", "not a path"], "seed": ["1", 1.5]}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(1, 4), dtype=st.sampled_from([torch.float32, torch.float64]),
+       method=st.sampled_from(["euler_maruyama", "milstein", "heun"]), steps=st.integers(1, 8),
+       noise=st.one_of(st.floats(0.0, 1.0), st.just("sin")), t0=st.floats(0.0, 0.5), length=st.floats(0.1, 0.5),
+       backward=st.booleans(), gradient=st.sampled_from(["backprop", "checkpoint", "adjoint"]),
+       path=st.booleans(), bad=st.one_of(st.none(), st.sampled_from(sorted(BAD_SDE))), pick=st.integers(0, 5))
+def test_sdesolve_gives_a_result_or_names_the_argument(batch, dtype, method, steps, noise, t0, length, backward,
+                                                       gradient, path, bad, pick):
+    """A valid call with at most one argument spoiled: a finite result (and gradients), or an error naming it."""
+    t1 = t0 + length
+    if backward:
+        t0, t1 = t1, t0
+    y0 = torch.full((batch, 3), 0.5, dtype=dtype)
+    field = make_func("friction64" if dtype == torch.float64 else "friction")
+    kwargs = dict(y0=y0, noise=(lambda t, y: 0.1 * torch.sin(y)) if noise == "sin" else noise, method=method,
+                  steps=steps, t0=t0, t1=t1, gradient="backprop" if noise == "sin" and gradient == "adjoint" else gradient,
+                  bm=cd.BrownianPath(min(t0, t1), max(t0, t1), y0.shape, seed=0, dtype=dtype) if path else None,
+                  seed=None if path else 3)
+    if bad is not None:
+        value = BAD_SDE[bad][pick % len(BAD_SDE[bad])]
+        if bad == "bm":
+            kwargs["seed"] = None
+            value = {"short": cd.BrownianPath(min(t0, t1), min(t0, t1) + 0.05, y0.shape, dtype=dtype),
+                     "float16": cd.BrownianPath(min(t0, t1), max(t0, t1), y0.shape, dtype=torch.float16),
+                     "wrong shape": cd.BrownianPath(min(t0, t1), max(t0, t1), (batch, 4), dtype=dtype),
+                     "not a path": "bm"}[value]
+        if bad == "seed":
+            kwargs["bm"] = None
+        kwargs[bad] = value
+    y = kwargs.pop("y0")
+    try:
+        if isinstance(y, torch.Tensor) and y.is_floating_point():
+            y.requires_grad_()
+        sol = cd.sdesolve(field, y, **kwargs)
+    except (ValueError, TypeError) as e:
+        assert bad is not None, f"a valid call failed: {e}"
+        assert bad.strip() in str(e) or (bad == "bm" and "bm" in str(e)), f"{bad!r} not named: {e}"
+        return
+    assert bad is None, f"spoiled {bad}={kwargs[bad]!r} was accepted"
+    sol.y1.square().sum().backward()
+    assert bool(torch.isfinite(sol.y1).all()) and bool(torch.isfinite(y.grad).all())
