@@ -55,6 +55,12 @@ class Term:
         """The tensors that checkpoint and adjoint differentiate with respect to."""
         return []
 
+    def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
+        """Per tensor of :meth:`params`, what a backward step differentiates: ``((p,), False)``, or
+        ``(views, True)`` whose gradients stack into p's (a control parameter's knots: a step then
+        touches only the knots it used). Called in the grad mode of the evaluations it serves."""
+        return [((p,), False) for p in self.params()]
+
     def check_interval(self, t0: float, t1: float) -> None:
         """Raise ``ValueError`` if the term cannot be integrated between t0 and t1."""
 
@@ -185,8 +191,13 @@ class SDETerm(Term):
         return self.drift.jumps()
 
     def params(self) -> list[torch.Tensor]:
-        own = self._noise_params
-        return self.drift.params() + [p for p in own if all(p is not q for q in self.drift.params())]
+        return self.drift.params() + self._own_params()
+
+    def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
+        return self.drift.param_pieces() + [((p,), False) for p in self._own_params()]
+
+    def _own_params(self) -> list[torch.Tensor]:
+        return [p for p in self._noise_params if all(p is not q for q in self.drift.params())]
 
     def check_interval(self, t0: float, t1: float) -> None:
         self.drift.check_interval(t0, t1)

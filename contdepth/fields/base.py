@@ -161,6 +161,13 @@ class ControlTerm(Term):
     def params(self) -> list[torch.Tensor]:
         return self._params
 
+    def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
+        """A control parameter as its knot views (the ones :meth:`knots` gives the stages)."""
+        knots = self.knots()
+        names = {id(getattr(self.field, name)): name for name in self.field.control_names}
+        return [(tuple(k[names[id(p)]] for k in knots), True) if id(p) in names else ((p,), False)
+                for p in self._params]
+
     def check_interval(self, t0: float, t1: float) -> None:
         grid = self.field.grid
         lo, hi = min(t0, t1), max(t0, t1)

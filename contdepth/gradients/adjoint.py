@@ -23,9 +23,10 @@ import torch
 from ..errors import SolverError
 from ..solvers.controllers import FixedGrid, close
 from ..solvers.engine import Problem, march
+from ..solvers.rk import RungeKutta
 from ..terms import Term
 from ..tree import State, add, all_finite, detach, leaves, rebuild, tree_map
-from .common import counting, output_grads, stack_outputs, vjp
+from .common import PieceGrads, counting, output_grads, stack_outputs, vjp
 
 
 class AdjointTerm(Term):
@@ -43,6 +44,41 @@ class AdjointTerm(Term):
             grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
         n = len(leaves(y_in))
         return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
+
+
+class QuadratureAdjointTerm(Term):
+    """The augmented right-hand side (f, -a df/dy) of (y, a) alone, for a fixed-step Runge-Kutta
+    stepper: dg/dt = -a df/dtheta does not feed back, so g is the quadrature
+    g(t0) = -sum_steps h sum_i b_i a_i df/dtheta(t_i, y_i) over the stages the stepper evaluates,
+    in the order it evaluates them (:meth:`close_step` after each step). The parameter vjps are
+    taken with respect to the knots a stage uses (:meth:`~contdepth.terms.Term.param_pieces`), and
+    no parameter-sized tensor enters the Runge-Kutta combinations."""
+
+    def __init__(self, term: Term, weights: tuple[float, ...]) -> None:
+        self.term, self.weights = term, weights
+        with torch.enable_grad():
+            self.params = PieceGrads(term.param_pieces())
+        self._stages: list[list[torch.Tensor | None]] = []
+
+    def __call__(self, t: float, state, side: int):
+        y, a = state
+        with torch.enable_grad():
+            y_in = detach(y, True)
+            f = self.term(t, y_in, side)
+            grads = vjp(leaves(f), leaves(y_in) + self.params.inputs, leaves(a), materialize=False)
+        n = len(leaves(y_in))
+        self._stages.append(grads[n:])
+        return detach(f), rebuild(a, [torch.zeros_like(yi) if x is None else -x for x, yi in
+                                      zip(grads[:n], leaves(y_in))])
+
+    def close_step(self, h: float) -> None:
+        """Add the step just taken, -h sum_i b_i (a_i df/dtheta), to the parameter gradients."""
+        if len(self._stages) != len(self.weights):
+            raise RuntimeError(f"the stepper evaluated {len(self._stages)} stages, its tableau has {len(self.weights)}")
+        for b, grads in zip(self.weights, self._stages):
+            if b:
+                self.params.add([None if x is None else (-h * b) * x for x in grads])
+        self._stages = []
 
 
 def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:
@@ -90,21 +126,29 @@ class _Adjoint(torch.autograd.Function):
             return a
 
         def inject(t: float, state):
-            y, a, p = state
-            return (y, gathered(t, a), p) if t in at else state
+            return (state[0], gathered(t, state[1]), *state[2:]) if t in at else state
 
-        params = problem.term.params()
-        aug0 = (y1, gathered(problem.t1, tree_map(torch.zeros_like, y1)), tuple(torch.zeros_like(p) for p in params))
-        term = problem.term.adjoint_term(AdjointTerm(problem.term))
+        stepper = config.stepper
+        quadrature = isinstance(stepper, RungeKutta) and not stepper.adaptive and not stepper.fsal \
+            and type(problem.term).adjoint_term is Term.adjoint_term
+        a1 = gathered(problem.t1, tree_map(torch.zeros_like, y1))
+        if quadrature:
+            drift = QuadratureAdjointTerm(problem.term, stepper.tableau.b)
+            term, aug0 = drift, (y1, a1)
+        else:
+            term = problem.term.adjoint_term(AdjointTerm(problem.term))
+            aug0 = (y1, a1, tuple(torch.zeros_like(p) for p in problem.term.params()))
         n_y = len(leaves(y1))
-        controller = problem.controller(problem.t1, problem.t0, stepper=config.stepper, grid=config.grid,
+        controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=config.grid,
                                         stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)
         try:
             with counting(problem.term, problem.stats.backward):
-                _, (y, a, p) = march(term, config.stepper, controller, aug0, problem.t1, problem.t0, (),
-                                     problem.stats.backward, inject=inject)
+                _, end = march(term, stepper, controller, aug0, problem.t1, problem.t0, (), problem.stats.backward,
+                               inject=inject, on_step=(lambda rec, y, s: drift.close_step(rec.h)) if quadrature else None)
         except SolverError as err:
             raise SolverError(f"the adjoint backward solve failed: {err}") from err
+        y, a = end[0], end[1]
+        p = drift.params.result() if quadrature else end[2]
         if not all_finite((y, a)):
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "

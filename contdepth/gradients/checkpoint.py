@@ -13,7 +13,7 @@ import torch
 
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
-from .common import add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
+from .common import PieceGrads, add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
 
 
 class _Checkpoint(torch.autograd.Function):
@@ -32,7 +32,7 @@ class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
-        term, stepper, params = problem.term, problem.stepper, problem.params()
+        term, stepper = problem.term, problem.stepper
         saved = iter(ctx.saved_tensors)
         take = lambda like: [next(saved) for _ in leaves(like)]
         y0 = take(ctx.like)
@@ -40,7 +40,8 @@ class _Checkpoint(torch.autograd.Function):
         g = output_grads(ctx.like, grads, len(problem.out_times))
         a_y: list = [None] * len(y0)       # dL/dy at the start of the step after this one (None: zero)
         a_s: list = []                     # dL/d(stepper state) there
-        p_grads = [torch.zeros_like(p) for p in params]
+        with torch.enable_grad():  # the knot views the replays will use
+            params = PieceGrads(problem.param_pieces())
         with counting(term, problem.stats.backward):
             for rec, y_like, y, s_like, s in reversed(steps):
                 with torch.enable_grad():
@@ -49,17 +50,21 @@ class _Checkpoint(torch.autograd.Function):
                     y1, s1, outs = replay(term, stepper, rec, rebuild(y_like, y_in), rebuild(s_like, s_in))
                 problem.stats.backward.accepted_steps += 1
                 s1 = leaves(s1)
-                grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in + params,
-                               a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]])
-                a_y, a_s = grads_in[:len(y_in)], grads_in[len(y_in):len(y_in) + len(s_in)]
-                p_grads = add_grads(p_grads, grads_in[len(y_in) + len(s_in):])
+                grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in + params.inputs,
+                               a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]],
+                               materialize=False)
+                a_y = [torch.zeros_like(x) if d is None else d for x, d in zip(y_in, grads_in[:len(y_in)])]
+                a_s = [torch.zeros_like(x) if d is None else d
+                       for x, d in zip(s_in, grads_in[len(y_in):len(y_in) + len(s_in)])]
+                params.add(grads_in[len(y_in) + len(s_in):])
             with torch.enable_grad():  # the stepper's initial state depends on y0 (FSAL: f(t0, y0))
                 y_in = [x.detach().requires_grad_() for x in y0]
                 s0 = leaves(stepper.init(term, problem.t0, rebuild(ctx.like, y_in), 1 if problem.t1 > problem.t0 else -1))
-            grads_in = vjp(s0, y_in + params, a_s or [None] * len(s0))
-        a_y = add_grads(a_y, grads_in[:len(y_in)])
+            grads_in = vjp(s0, y_in + params.inputs, a_s or [None] * len(s0), materialize=False)
+        a_y = add_grads(a_y, [torch.zeros_like(x) if d is None else d for x, d in zip(y_in, grads_in[:len(y_in)])])
         a_y = with_t0_outputs(problem, a_y, g)
-        return (None, None, *a_y, *add_grads(p_grads, grads_in[len(y_in):]))
+        params.add(grads_in[len(y_in):])
+        return (None, None, *a_y, *params.result())
 
 
 def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:

@@ -19,17 +19,41 @@ from ..tree import State, leaves
 
 
 def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
-        grad_outputs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
-    """sum_i grad_outputs[i]^T d outputs[i] / d inputs, zeros for inputs nothing depends on.
+        grad_outputs: Sequence[torch.Tensor | None], *, materialize: bool = True) -> list[torch.Tensor | None]:
+    """sum_i grad_outputs[i]^T d outputs[i] / d inputs, zeros (None if not ``materialize``) for
+    inputs nothing depends on.
 
     Outputs without an autograd path (a field f(t) that ignores y and has no parameters, as
     torchdiffeq's ExpODE) contribute nothing instead of failing.
     """
     pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None and o.requires_grad]
     if not pairs or not inputs:
-        return [torch.zeros_like(x) for x in inputs]
+        return [torch.zeros_like(x) if materialize else None for x in inputs]
     outs, grads = zip(*pairs)
-    return list(torch.autograd.grad(outs, inputs, grads, allow_unused=True, materialize_grads=True))
+    return list(torch.autograd.grad(outs, inputs, grads, allow_unused=True, materialize_grads=materialize))
+
+
+class PieceGrads:
+    """Parameter gradients accumulated per piece (:meth:`~contdepth.terms.Term.param_pieces`):
+    a backward step adds only the knots it touched; :meth:`result` stacks them once at the end."""
+
+    def __init__(self, pieces: list[tuple[tuple[torch.Tensor, ...], bool]]) -> None:
+        self.pieces = pieces
+        self.inputs = [x for tensors, _ in pieces for x in tensors]
+        self._sums: list[torch.Tensor | None] = [None] * len(self.inputs)
+
+    def add(self, grads: Sequence[torch.Tensor | None]) -> None:
+        for i, g in enumerate(grads):
+            if g is not None:
+                self._sums[i] = g if self._sums[i] is None else self._sums[i] + g
+
+    def result(self) -> list[torch.Tensor]:
+        out, i = [], 0
+        for tensors, stacked in self.pieces:
+            sums = [torch.zeros_like(x) if g is None else g for x, g in zip(tensors, self._sums[i:i + len(tensors)])]
+            out.append(torch.stack(sums) if stacked else sums[0])
+            i += len(tensors)
+        return out
 
 
 def stack_outputs(outs: list[State]) -> tuple[torch.Tensor, ...]:

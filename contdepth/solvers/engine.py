@@ -107,8 +107,15 @@ class Problem:
     def params(self) -> list[torch.Tensor]:
         """What checkpoint differentiates: the term's parameters, then the stepper's trainable ones
         (a stepper that is an ``nn.Module``, e.g. the k of :class:`~contdepth.solvers.multistep.LinearTwoStep`)."""
+        return self.term.params() + self._stepper_params()
+
+    def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
+        """:meth:`params` as the pieces a backward step differentiates (the term's knot views)."""
+        return self.term.param_pieces() + [((p,), False) for p in self._stepper_params()]
+
+    def _stepper_params(self) -> list[torch.Tensor]:
         own = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) else []
-        return self.term.params() + [p for p in own if p.requires_grad]
+        return [p for p in own if p.requires_grad]
 
     def controller(self, t0: float, t1: float, *, stepper: Stepper | None = None,
                    grid: FixedGrid | Adaptive | None = None, stops: Sequence[float] = (),
