@@ -10,8 +10,10 @@ states at other times add their gradients to a on the way. Fixed-step methods wa
 grid in reverse (an output interpolated inside a step adds its gradient to both ends with the
 interpolation weights); adaptive methods control the error of (y, a, g), or of (y, a) alone
 with ``seminorm`` (Kidger, Chen & Lyons 2021: the g-integrals do not feed back into the
-dynamics), and stop at every output time and jump of f. The gradient is that of the continuous
-problem, so it differs from backprop's by the discretisation error.
+dynamics), and stop at every output time and jump of f. Fixed-step Runge-Kutta methods march
+(y, a) alone and take g as the stepper's own quadrature of its stages (the same numbers as
+marching g along, without parameter-sized tensors in every stage's combination). The gradient is
+that of the continuous problem, so it differs from backprop's by the discretisation error.
 """
 from __future__ import annotations
 
