@@ -24,7 +24,6 @@ are exact and cheapest.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import torch
 
@@ -72,7 +71,9 @@ class BrownianPath:
         self._generator = torch.Generator(device=self.device)
         node_bytes = max(1, self.shape.numel() * torch.finfo(dtype).bits // 8)
         self._cache_points = max(64, cache_bytes // node_bytes)
-        self._points: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._points: dict[int, torch.Tensor] = {}
+        self._w0 = torch.zeros(self.shape, dtype=dtype, device=self.device)
+        self._w1 = math.sqrt(t1 - t0) * self._normal(0)
 
     def __repr__(self) -> str:
         return (f"BrownianPath(t0={self.t0}, t1={self.t1}, shape={tuple(self.shape)}, seed={self.seed}, "
@@ -86,27 +87,32 @@ class BrownianPath:
         return z if self.dtype == torch.float32 else z.to(self.dtype)
 
     def _at(self, x: int) -> torch.Tensor:
-        """W at the dyadic point x 2^-L of [0, 1] (L = levels): the bridge between the ends of the
-        node it is the midpoint of, (W(a) + W(b)) / 2 + sqrt(T 2^-l) / 2 Z_lk (cached, LRU)."""
+        """W at the dyadic point x 2^-L of [0, 1] (L = levels), descending the tree from the root:
+        each midpoint m of a node [a, b] of level l is the bridge (W(a) + W(b)) / 2 + sqrt(T 2^-l) / 2 Z
+        (points cached; an evicted one is recomputed, the same, on the next descent through it)."""
         w = self._points.get(x)
         if w is not None:
-            self._points.move_to_end(x)
             return w
-        T, top = self.t1 - self.t0, 1 << self.levels
-        if x == 0:
-            w = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
-        elif x == top:
-            w = math.sqrt(T) * self._normal(0)
-        else:
-            half = x & -x                         # x = (2k + 1) * half: the midpoint of a node of width 2 half
-            level = self.levels - half.bit_length()
-            k = x // (2 * half)
-            w = torch.lerp(self._at(x - half), self._at(x + half), 0.5)
-            w.add_(self._normal((1 << level) + k), alpha=math.sqrt(T / 2 ** level) / 2)
-        self._points[x] = w
-        if len(self._points) > self._cache_points:
-            self._points.popitem(last=False)
-        return w
+        T, levels = self.t1 - self.t0, self.levels
+        a, b, wa, wb = 0, 1 << levels, self._w0, self._w1
+        if x in (a, b):
+            return wa if x == a else wb
+        for level in range(levels):
+            m = (a + b) >> 1
+            wm = self._points.get(m)
+            if wm is None:
+                node = (1 << level) + (a >> (levels - level))
+                wm = torch.lerp(wa, wb, 0.5).add_(self._normal(node), alpha=math.sqrt(T / 2 ** level) / 2)
+                self._points[m] = wm
+                if len(self._points) > self._cache_points:
+                    del self._points[next(iter(self._points))]
+            if m == x:
+                return wm
+            if x < m:
+                b, wb = m, wm
+            else:
+                a, wa = m, wm
+        raise AssertionError(f"{x} is not a dyadic point of level <= {levels}")
 
     def _value(self, t: float) -> torch.Tensor:
         """W(t): exact at dyadic points of level <= L, linear between neighbouring ones."""
