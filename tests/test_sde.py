@@ -57,6 +57,15 @@ def test_brownian_increments_are_independent_normals(n):
     assert abs(w.var().item() - 1) < 5 * math.sqrt(2 / 20000)
 
 
+def test_brownian_path_is_the_same_in_every_dtype():
+    """The normals are drawn in float32 whatever the path's dtype: float32 and float64 paths of one
+    seed agree to float32 rounding (and an int seed is all it takes to share a path)."""
+    p64 = cd.BrownianPath(0.0, 2.0, (50,), seed=7, dtype=F64)
+    p32 = cd.BrownianPath(0.0, 2.0, (50,), seed=7, dtype=torch.float32)
+    for s, t in [(0.0, 2.0), (0.25, 1.5), (0.3, 0.31)]:
+        torch.testing.assert_close(p32(s, t).double(), p64(s, t), rtol=0, atol=1e-5)
+
+
 def test_brownian_is_linear_below_its_resolution():
     """With levels = 3 the path is exact at multiples of 1/8 and linear between them."""
     bm = cd.BrownianPath(0.0, 1.0, (6,), seed=1, dtype=F64, levels=3)
