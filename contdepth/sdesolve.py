@@ -10,7 +10,6 @@ import torch
 
 from .brownian import BrownianPath
 from .errors import check_choice, check_positive_int
-from .fields.base import ControlledField
 from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
 from .solve import check_y0, check_interval_args, output_times

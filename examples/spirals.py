@@ -22,7 +22,6 @@ writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in D
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
