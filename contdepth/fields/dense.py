@@ -1,6 +1,8 @@
 """Dense fields on states of shape (B, dim)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -17,35 +19,61 @@ def friction(psi: torch.Tensor, gamma: torch.Tensor, mu: float) -> torch.Tensor:
 
 
 class CubicFrictionMixin:
-    """The shared gamma parameter of the friction fields (seed 002 eq. 71: gamma may be learned)."""
+    """The shared gamma parameter of the friction fields (seed 002 eq. 71: gamma may be learned).
 
-    def _init_gamma(self, gamma: float, mu: float, learn_gamma: bool) -> None:
+    ``gamma_min`` (None: unbounded) is a lower bound on gamma. With it the field uses
+    max(gamma, gamma_min) (gradient 1 at and above the bound, 0 below), and :meth:`project_`
+    clamps the stored gamma onto the bound; :func:`contdepth.train.fit` calls ``project_`` on
+    every module that has one after each optimizer step (projected gradient descent). Friction
+    needs gamma >= 0: below zero -gamma x^3 is anti-friction and the flow blows up in finite time.
+    """
+
+    def _init_gamma(self, gamma: float, mu: float, learn_gamma: bool, gamma_min: float | None) -> None:
         if not isinstance(mu, (int, float)) or mu <= 0:
             raise ValueError(f"mu must be a positive number, got {mu!r}")
+        if gamma_min is not None:
+            if isinstance(gamma_min, bool) or not isinstance(gamma_min, (int, float)) or not math.isfinite(gamma_min):
+                raise ValueError(f"gamma_min must be a finite number or None, got {gamma_min!r}")
+            if gamma < gamma_min:
+                raise ValueError(f"gamma must be >= gamma_min, got gamma={gamma!r} < gamma_min={gamma_min!r}")
         self.mu = float(mu)
+        self.gamma_min = None if gamma_min is None else float(gamma_min)
         value = torch.tensor(float(gamma))
         if learn_gamma:
             self.gamma = torch.nn.Parameter(value)
         else:
             self.register_buffer("gamma", value)
 
+    def bounded_gamma(self) -> torch.Tensor:
+        """gamma, or max(gamma, gamma_min) with the gradient passed at and above the bound."""
+        if self.gamma_min is None:
+            return self.gamma
+        return torch.where(self.gamma >= self.gamma_min, self.gamma, torch.full_like(self.gamma, self.gamma_min))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the stored gamma onto [gamma_min, inf) in place (nothing without ``gamma_min``)."""
+        if self.gamma_min is not None:
+            self.gamma.clamp_(min=self.gamma_min)
+
 
 class CubicFriction(CubicFrictionMixin, ControlledField):
     """Seed 002 eq. 56/57: F(x) = W(t) x + b(t) - gamma sign(x) |x|^mu.
 
     ``weight`` (n, dim, dim) and ``bias`` (n, dim) start at zero (seed 002 sec. 4.4).
+    ``gamma_min``: lower bound on gamma (see :class:`CubicFrictionMixin`).
     """
 
     def __init__(self, dim: int, grid: ControlGrid, *, gamma: float = 1.0, mu: float = 3.0,
-                 learn_gamma: bool = True) -> None:
+                 learn_gamma: bool = True, gamma_min: float | None = None) -> None:
         super().__init__(grid)
         self.dim = check_positive_int("dim", dim)
         self.add_control("weight", torch.zeros(grid.n, dim, dim))
         self.add_control("bias", torch.zeros(grid.n, dim))
-        self._init_gamma(gamma, mu, learn_gamma)
+        self._init_gamma(gamma, mu, learn_gamma, gamma_min)
 
     def vector_field(self, t, psi, theta):
-        return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.gamma, self.mu)
+        return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.bounded_gamma(), self.mu)
 
     def check_state(self, psi):
         check_dims("CubicFriction", psi, 2, 1, self.dim, "(B, dim)")
