@@ -237,7 +237,7 @@ def test_partial_interval_on_knots_uses_the_right_cells():
     (lambda g, **kw: cd.fields.ConvCubicFriction(2, g, **kw), (4, 2, 5, 5)),
 ])
 def test_friction_gamma_min_bounds_the_field(make, shape):
-    """gamma_min: the field uses max(gamma, gamma_min); gradient 1 on the bound, project_ clamps."""
+    """gamma_min/gamma_max: the field uses gamma clamped to them; gradient 1 on a bound, project_ clamps."""
     grid = cd.ControlGrid(0.0, 1.0, n=2)
     x = torch.randn(*shape)
     bounded, free = make(grid, gamma=0.0, gamma_min=0.0), make(grid, gamma=0.0)
@@ -249,7 +249,16 @@ def test_friction_gamma_min_bounds_the_field(make, shape):
     assert float(bounded.gamma.detach()) == 0.0
     bounded.vector_field(0.0, x, theta).sum().backward()
     torch.testing.assert_close(bounded.gamma.grad, -(x ** 3).sum())  # at the bound the gradient flows
+    capped = make(grid, gamma=0.0, gamma_min=0.0, gamma_max=0.1)
+    with torch.no_grad():
+        capped.gamma.fill_(2.0)
+        free.gamma.fill_(0.1)
+    torch.testing.assert_close(capped.vector_field(0.0, x, theta), free.vector_field(0.0, x, theta))
+    capped.project_()
+    assert float(capped.gamma.detach()) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="gamma_min"):
         make(grid, gamma=0.0, gamma_min=float("nan"))
     with pytest.raises(ValueError, match="gamma_min"):
         make(grid, gamma=-1.0, gamma_min=0.0)
+    with pytest.raises(ValueError, match="gamma_max"):
+        make(grid, gamma=1.0, gamma_max=0.5)

@@ -139,6 +139,7 @@ def test_cubic_net_is_the_seed_002_network():
     assert sum(p.numel() for p in model.parameters()) == 18201  # (3*3*10*10 + 10) * 20 + 1
     assert all(torch.count_nonzero(p) == 0 for p in model.parameters())  # zero init, gamma included
     assert model.block.method == "euler" and model.block.steps == 20
+    assert (model.block.field.gamma_min, model.block.field.gamma_max) == (0.0, 1e-3)  # seed's 4.8e-4 inside
     with pytest.raises(ValueError, match="depth"):
         build_mnist_model("cubic", 10)
     with pytest.raises(ValueError, match="width"):
