@@ -222,11 +222,12 @@ def test_quick_run_end_to_end(tmp_path):
                      "--data", str(DATA), "--out", str(out), "--eval-method", "euler", "rk4", "--eval-steps", "10"])
     saved = json.loads((out / "metrics.json").read_text())
     assert REQUIRED <= set(saved) and saved["status"] == "done"
-    _, quick_test, quick_epochs = runner.QUICK["resnet"]
-    assert saved["train_images"] == 1000 and saved["test_images"] == quick_test and saved["epochs"] == quick_epochs
+    quick = runner.QUICK["resnet"]
+    assert saved["train_images"] == 1000 and saved["test_images"] == quick["test_images"]
+    assert saved["epochs"] == quick["epochs"]
     assert saved["params"] == sum(p.numel() for p in build_mnist_model("resnet", 5).parameters())
     assert saved["test_acc"] > 0.5  # 1000 images: far above chance (0.1)
-    assert len(saved["history"]["eval_acc"]) == quick_epochs and saved["wall_s"] > 0
+    assert len(saved["history"]["eval_acc"]) == quick["epochs"] and saved["wall_s"] > 0
     assert {(e["method"], e["steps"]) for e in saved["eval"]} == {("euler", 10), ("rk4", 10)}
     assert m["test_acc"] == saved["test_acc"]
 
