@@ -262,3 +262,5 @@ def test_friction_gamma_min_bounds_the_field(make, shape):
         make(grid, gamma=-1.0, gamma_min=0.0)
     with pytest.raises(ValueError, match="gamma_max"):
         make(grid, gamma=1.0, gamma_max=0.5)
+    with pytest.raises(ValueError, match="gamma_min must be <= gamma_max"):
+        make(grid, gamma=0.0, gamma_min=1.0, gamma_max=0.5)

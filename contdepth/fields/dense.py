@@ -38,6 +38,8 @@ class CubicFrictionMixin:
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
                                       or not math.isfinite(bound)):
                 raise ValueError(f"{name} must be a finite number or None, got {bound!r}")
+        if gamma_min is not None and gamma_max is not None and gamma_min > gamma_max:
+            raise ValueError(f"gamma_min must be <= gamma_max, got {gamma_min!r} > {gamma_max!r}")
         if gamma_min is not None and gamma < gamma_min:
             raise ValueError(f"gamma must be >= gamma_min, got gamma={gamma!r} < gamma_min={gamma_min!r}")
         if gamma_max is not None and gamma > gamma_max:
