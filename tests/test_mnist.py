@@ -232,7 +232,8 @@ def test_quick_run_end_to_end(tmp_path):
     assert m["test_acc"] == saved["test_acc"]
 
 
-@pytest.mark.parametrize("name", MNIST_MODELS)
+# cubic's --quick takes about 2 minutes here (docs/RESULTS.md), too long for this suite's budget
+@pytest.mark.parametrize("name", [m for m in MNIST_MODELS if m != "cubic"])
 def test_quick_run_of_every_model_learns(name, tmp_path):
     """``--quick`` (CI) with each model's defaults: above 85 % test accuracy (chance: 10 %)."""
     m = _load_runner().main(["--model", name, "--quick", "--no-progress", "--data", str(DATA),
