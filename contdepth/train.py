@@ -241,11 +241,13 @@ def _train_epoch(net: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, op
                  loss_fn: Callable[[Tensor, Tensor], Tensor], regularizer: Callable[[], Tensor] | None,
                  transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None, clip_grad_norm: float | None,
                  correct_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device, progress: TrainState,
-                 bar: Any | None) -> list[float]:
+                 bar: Any | None, batch_scheduler: Any | None) -> list[float]:
     """One pass of optimizer steps over ``batches``; counts ``progress.steps``; returns
     [loss * count, regulariser * count, correct, count] summed over the batches."""
     net.train()
-    params = list((net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net).parameters())
+    raw = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+    params = list(raw.parameters())
+    projections = [m.project_ for m in raw.modules() if callable(getattr(m, "project_", None))]
     sums = [0.0, 0.0, 0.0, 0.0]
     for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
@@ -263,6 +265,10 @@ def _train_epoch(net: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, op
         if clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(params, clip_grad_norm)
         optimizer.step()
+        for project in projections:
+            project()
+        if batch_scheduler is not None:
+            batch_scheduler.step()
         progress.steps += 1
         k = float(yb.shape[0])
         sums[0] += float(loss.detach()) * k
@@ -317,6 +323,7 @@ def fit(
     shuffle: bool = True,
     clip_grad_norm: float | None = None,
     transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    scheduler_interval: str = "epoch",
 ) -> dict[str, Any]:
     """Train ``model`` for ``epochs`` epochs minimising ``loss_fn(model(x), y) + regularizer()``.
 
@@ -326,7 +333,10 @@ def fit(
     run, resumed, ends with weights bit-identical to an uninterrupted run with the same ``seed``.
     A checkpoint that cannot be read, or of another model, seed or more than ``epochs`` epochs
     is refused (:func:`load_checkpoint`).  A fresh run seeds torch,
-    numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch.
+    numpy and ``random`` with ``seed``.  ``scheduler`` (if any) is stepped once per epoch, or after
+    every optimizer step with ``scheduler_interval="batch"`` (warm-up, OneCycle).  After every
+    optimizer step each submodule's ``project_()`` method, if it has one, is called (e.g. the
+    friction fields' ``gamma_min`` bound: projected gradient descent).
     ``progress``: tqdm bars on a terminal (none when stderr is not a terminal).
     ``log`` receives each epoch's record.  ``clip_grad_norm`` rescales the gradient to at most
     that global 2-norm before each step.  ``transform(x, y) -> (x, y)`` is applied to every
@@ -339,6 +349,8 @@ def fit(
     """
     _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_every, clip_grad_norm, regularizer,
                     transform)
+    if scheduler_interval not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
     n = _check_data(train_data, "train_data")
     if eval_data is not None:
         _check_data(eval_data, "eval_data")
@@ -373,10 +385,11 @@ def fit(
             if n_batches > 1 else None
         sums = _train_epoch(net, _batches(train_data, indices, bs), optimizer=optimizer, loss_fn=loss_fn,
                             regularizer=regularizer, transform=transform, clip_grad_norm=clip_grad_norm,
-                            correct_fn=correct_fn, device=device, progress=run, bar=bar)
+                            correct_fn=correct_fn, device=device, progress=run, bar=bar,
+                            batch_scheduler=scheduler if scheduler_interval == "batch" else None)
         if bar is not None:
             bar.close()
-        if scheduler is not None:
+        if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         loss_sum, reg_sum, correct, count = _all_sum(sums, device)
         history["train_loss"].append(loss_sum / count)

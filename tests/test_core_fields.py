@@ -230,3 +230,37 @@ def test_partial_interval_on_knots_uses_the_right_cells():
         y = cd.odesolve(field, y, method="rk4", steps=1, t0=0.4 * l, t1=0.4 * (l + 1))
         parts.append(y)
     assert torch.allclose(whole, torch.stack(parts), rtol=1e-13)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda g, **kw: cd.fields.CubicFriction(3, g, **kw), (4, 3)),
+    (lambda g, **kw: cd.fields.ConvCubicFriction(2, g, **kw), (4, 2, 5, 5)),
+])
+def test_friction_gamma_min_bounds_the_field(make, shape):
+    """gamma_min/gamma_max: the field uses gamma clamped to them; gradient 1 on a bound, project_ clamps."""
+    grid = cd.ControlGrid(0.0, 1.0, n=2)
+    x = torch.randn(*shape)
+    bounded, free = make(grid, gamma=0.0, gamma_min=0.0), make(grid, gamma=0.0)
+    with torch.no_grad():
+        bounded.gamma.fill_(-0.5)
+    theta = bounded.theta_at(0.0)
+    torch.testing.assert_close(bounded.vector_field(0.0, x, theta), free.vector_field(0.0, x, theta))
+    bounded.project_()
+    assert float(bounded.gamma.detach()) == 0.0
+    bounded.vector_field(0.0, x, theta).sum().backward()
+    torch.testing.assert_close(bounded.gamma.grad, -(x ** 3).sum())  # at the bound the gradient flows
+    capped = make(grid, gamma=0.0, gamma_min=0.0, gamma_max=0.1)
+    with torch.no_grad():
+        capped.gamma.fill_(2.0)
+        free.gamma.fill_(0.1)
+    torch.testing.assert_close(capped.vector_field(0.0, x, theta), free.vector_field(0.0, x, theta))
+    capped.project_()
+    assert float(capped.gamma.detach()) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="gamma_min"):
+        make(grid, gamma=0.0, gamma_min=float("nan"))
+    with pytest.raises(ValueError, match="gamma_min"):
+        make(grid, gamma=-1.0, gamma_min=0.0)
+    with pytest.raises(ValueError, match="gamma_max"):
+        make(grid, gamma=1.0, gamma_max=0.5)
+    with pytest.raises(ValueError, match="gamma_min must be <= gamma_max"):
+        make(grid, gamma=0.0, gamma_min=1.0, gamma_max=0.5)

@@ -88,7 +88,8 @@ def test_runner_under_torchrun_matches_single_process(tmp_path):
     need_mnist()
     env = {**os.environ, "PYTHONPATH": str(REPO), "CONTDEPTH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     common = [str(REPO / "examples" / "mnist.py"), "--model", "cubic", "--train-images", "128",
-              "--test-images", "100", "--epochs", "1", "--no-progress", "--data", str(DATA), "--lr", "0.5"]
+              "--test-images", "100", "--epochs", "1", "--no-progress", "--data", str(DATA), "--optimizer", "sgd",
+              "--lr", "0.5", "--schedule", "constant", "--clip", "1"]
     subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", *common, "--batch-size", "32",
                     "--out", str(tmp_path / "ddp")], check=True, env=env, timeout=300)
     subprocess.run([sys.executable, *common, "--batch-size", "64", "--out", str(tmp_path / "one")],

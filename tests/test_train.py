@@ -233,3 +233,43 @@ def test_clip_grad_norm_bounds_each_sgd_step():
     with pytest.raises(ValueError, match="clip_grad_norm"):
         fit(m, nn.functional.cross_entropy, (X, y), optimizer=torch.optim.SGD(m.parameters(), lr=1.0), epochs=1,
             clip_grad_norm=0)
+
+
+def test_batch_scheduler_steps_after_every_optimizer_step():
+    X, y = _data()
+    m = nn.Linear(4, 2)
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
+    res = fit(m, nn.functional.cross_entropy, (X, y), optimizer=opt, epochs=2, batch_size=20, progress=False,
+              scheduler=sched, scheduler_interval="batch")
+    assert res["steps"] == 10 and sched.last_epoch == 10 and opt.param_groups[0]["lr"] == 0.5 ** 10
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
+    fit(m, nn.functional.cross_entropy, (X, y), optimizer=opt, epochs=2, batch_size=20, progress=False,
+        scheduler=sched)
+    assert sched.last_epoch == 2  # the default: once per epoch
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        fit(m, nn.functional.cross_entropy, (X, y), optimizer=opt, epochs=1, scheduler_interval="step")
+
+
+def test_fit_projects_bounded_gamma_after_every_step():
+    """A friction field with gamma_min: plain SGD pushes gamma below the bound, fit projects it back."""
+    import contdepth as cd
+
+    torch.manual_seed(0)
+    field = cd.fields.CubicFriction(2, cd.ControlGrid(0.0, 1.0, n=1), gamma=0.0, gamma_min=0.0)
+    block = cd.ODEBlock(field, method="euler", steps=2)
+    X = torch.randn(32, 2)
+    seen = []
+
+    def loss_fn(out, _):
+        seen.append(float(field.gamma.detach()))
+        return -(out ** 2).mean()  # rewards growth: the gradient asks for gamma < 0
+
+    fit(block, loss_fn, (X, torch.zeros(32)), optimizer=torch.optim.SGD([field.gamma], lr=0.01), epochs=1,
+        batch_size=8, progress=False)
+    assert seen == [0.0] * 4 and float(field.gamma.detach()) == 0.0
+    free = cd.fields.CubicFriction(2, cd.ControlGrid(0.0, 1.0, n=1), gamma=0.0)
+    fit(cd.ODEBlock(free, method="euler", steps=2), lambda out, y: -(out ** 2).mean(), (X, torch.zeros(32)),
+        optimizer=torch.optim.SGD([free.gamma], lr=0.01), epochs=1, batch_size=8, progress=False)
+    assert float(free.gamma.detach()) < 0  # without the bound the same training leaves it

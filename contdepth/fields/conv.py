@@ -50,20 +50,22 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
 
     ``weight`` (n, C, C, k, k), ``bias`` (n, C), zero-initialised (seed 002 sec. 4.4).
     With C = 10, k = 3, n = 20 and learnable gamma: 18,201 parameters (seed 002 sec. 5.2).
+    ``gamma_min``, ``gamma_max``: bounds on gamma (see :class:`~contdepth.fields.dense.CubicFrictionMixin`).
     """
 
     def __init__(self, channels: int, grid: ControlGrid, *, kernel_size: int = 3, gamma: float = 1.0,
-                 mu: float = 3.0, learn_gamma: bool = True) -> None:
+                 mu: float = 3.0, learn_gamma: bool = True, gamma_min: float | None = None,
+                 gamma_max: float | None = None) -> None:
         super().__init__(grid)
         self.channels = check_positive_int("channels", channels)
         self.kernel_size = _kernel_size(kernel_size)
         self.add_control("weight", torch.zeros(grid.n, channels, channels, kernel_size, kernel_size))
         self.add_control("bias", torch.zeros(grid.n, channels))
-        self._init_gamma(gamma, mu, learn_gamma)
+        self._init_gamma(gamma, mu, learn_gamma, gamma_min, gamma_max)
 
     def vector_field(self, t, psi, theta):
         lin = F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2)
-        return lin - friction(psi, self.gamma, self.mu)
+        return lin - friction(psi, self.bounded_gamma(), self.mu)
 
     def check_state(self, psi):
         check_dims("ConvCubicFriction", psi, 4, 1, self.channels, "(B, C, H, W)")

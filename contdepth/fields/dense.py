@@ -1,6 +1,8 @@
 """Dense fields on states of shape (B, dim)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -17,35 +19,73 @@ def friction(psi: torch.Tensor, gamma: torch.Tensor, mu: float) -> torch.Tensor:
 
 
 class CubicFrictionMixin:
-    """The shared gamma parameter of the friction fields (seed 002 eq. 71: gamma may be learned)."""
+    """The shared gamma parameter of the friction fields (seed 002 eq. 71: gamma may be learned).
 
-    def _init_gamma(self, gamma: float, mu: float, learn_gamma: bool) -> None:
+    ``gamma_min`` / ``gamma_max`` (None: unbounded) bound gamma. With a bound the field uses gamma
+    clamped to [gamma_min, gamma_max] (gradient 1 inside and on the bounds, 0 outside), and
+    :meth:`project_` clamps the stored gamma into them; :func:`contdepth.train.fit` calls ``project_``
+    on every module that has one after each optimizer step (projected gradient descent). Friction
+    needs gamma >= 0: below zero -gamma x^3 is anti-friction and the flow blows up in finite time.
+    An upper bound keeps explicit Euler stable on the friction term (3 gamma h x^2 < 2) for larger
+    states |x| < sqrt(2 / (3 gamma_max h)).
+    """
+
+    def _init_gamma(self, gamma: float, mu: float, learn_gamma: bool, gamma_min: float | None,
+                    gamma_max: float | None) -> None:
         if not isinstance(mu, (int, float)) or mu <= 0:
             raise ValueError(f"mu must be a positive number, got {mu!r}")
+        for name, bound in (("gamma_min", gamma_min), ("gamma_max", gamma_max)):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
+                                      or not math.isfinite(bound)):
+                raise ValueError(f"{name} must be a finite number or None, got {bound!r}")
+        if gamma_min is not None and gamma_max is not None and gamma_min > gamma_max:
+            raise ValueError(f"gamma_min must be <= gamma_max, got {gamma_min!r} > {gamma_max!r}")
+        if gamma_min is not None and gamma < gamma_min:
+            raise ValueError(f"gamma must be >= gamma_min, got gamma={gamma!r} < gamma_min={gamma_min!r}")
+        if gamma_max is not None and gamma > gamma_max:
+            raise ValueError(f"gamma must be <= gamma_max, got gamma={gamma!r} > gamma_max={gamma_max!r}")
         self.mu = float(mu)
+        self.gamma_min = None if gamma_min is None else float(gamma_min)
+        self.gamma_max = None if gamma_max is None else float(gamma_max)
         value = torch.tensor(float(gamma))
         if learn_gamma:
             self.gamma = torch.nn.Parameter(value)
         else:
             self.register_buffer("gamma", value)
 
+    def bounded_gamma(self) -> torch.Tensor:
+        """gamma clamped to [gamma_min, gamma_max], the gradient passed inside and on the bounds."""
+        g = self.gamma
+        if self.gamma_min is not None:
+            g = torch.where(g >= self.gamma_min, g, torch.full_like(g, self.gamma_min))
+        if self.gamma_max is not None:
+            g = torch.where(g <= self.gamma_max, g, torch.full_like(g, self.gamma_max))
+        return g
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the stored gamma into [gamma_min, gamma_max] in place (nothing without bounds)."""
+        if self.gamma_min is not None or self.gamma_max is not None:
+            self.gamma.clamp_(min=self.gamma_min, max=self.gamma_max)
+
 
 class CubicFriction(CubicFrictionMixin, ControlledField):
     """Seed 002 eq. 56/57: F(x) = W(t) x + b(t) - gamma sign(x) |x|^mu.
 
     ``weight`` (n, dim, dim) and ``bias`` (n, dim) start at zero (seed 002 sec. 4.4).
+    ``gamma_min``, ``gamma_max``: bounds on gamma (see :class:`CubicFrictionMixin`).
     """
 
     def __init__(self, dim: int, grid: ControlGrid, *, gamma: float = 1.0, mu: float = 3.0,
-                 learn_gamma: bool = True) -> None:
+                 learn_gamma: bool = True, gamma_min: float | None = None, gamma_max: float | None = None) -> None:
         super().__init__(grid)
         self.dim = check_positive_int("dim", dim)
         self.add_control("weight", torch.zeros(grid.n, dim, dim))
         self.add_control("bias", torch.zeros(grid.n, dim))
-        self._init_gamma(gamma, mu, learn_gamma)
+        self._init_gamma(gamma, mu, learn_gamma, gamma_min, gamma_max)
 
     def vector_field(self, t, psi, theta):
-        return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.gamma, self.mu)
+        return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.bounded_gamma(), self.mu)
 
     def check_state(self, psi):
         check_dims("CubicFriction", psi, 2, 1, self.dim, "(B, dim)")

@@ -10,7 +10,11 @@
   initial network amplifies its input ~10^3-fold).
 * ``cubic``: seed 002 sec. 5.2: input zero-augmented to 10 channels, ConvCubicFriction (eq. 75)
   with 20 knots on [0, 20], 20 Euler steps (h = 1, so eq. 110's scaled parameters are the
-  parameters), global max pool -> 10 logits; all parameters (gamma too) start at zero.
+  parameters), global max pool -> 10 logits; all parameters (gamma too) start at zero;
+  gamma is kept in [0, ``CUBIC_GAMMA_MAX``] = [0, 1e-3]: friction, never anti-friction, and
+  explicit Euler stays stable on the friction term for states |x| < sqrt(2 / (3 * 1e-3)) ~ 26
+  (seed 002's trained value, 4.8e-4, lies inside; unbounded, Adam drove it to 0.018 in one epoch
+  with states ~19 and the solve went non-finite in epoch 2).
   (3*3*10*10 + 10) * 20 + 1 = 18,201 parameters.
 * ``odenet``: in the style of Chen et al. 2018: a downsampling stem (3x3 conv, two 4x4
   stride-2 convs, GroupNorm with 8 channels per group, ReLU) to ``width`` x 7 x 7, a ConvResidual field with tanh on
@@ -36,6 +40,7 @@ from ..solvers import METHODS
 __all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH"]
 
 MNIST_MODELS = ("pde1", "pde2", "resnet", "cubic", "odenet")
+CUBIC_GAMMA_MAX = 1e-3
 DEFAULT_DEPTH = {"pde1": 15, "pde2": 15, "resnet": 15, "cubic": 20, "odenet": 1}
 
 
@@ -110,7 +115,8 @@ def build_mnist_model(name: str, depth: int | None = None, *, width: int = 64, r
     if name == "cubic":
         if depth != 20:
             raise ValueError(f"depth for model 'cubic' is fixed at 20 by seed 002 sec. 5.2, got {depth}")
-        field = ConvCubicFriction(10, ControlGrid(0.0, 20.0, n=20), gamma=0.0, learn_gamma=True)
+        field = ConvCubicFriction(10, ControlGrid(0.0, 20.0, n=20), gamma=0.0, learn_gamma=True,
+                                  gamma_min=0.0, gamma_max=CUBIC_GAMMA_MAX)
         block = ODEBlock(field, method="euler", steps=20, gradient="backprop")
         return ODEClassifier(ZeroAugment(10), block, GlobalMaxPool(), name=name)
     check_positive_int("width", width)
