@@ -16,8 +16,8 @@ steps) and piecewise linear between them (the series truncated at ``levels`` = L
 torchsde 0.2.6's default ``BrownianInterval`` is not such a path (it splits at the query
 times: 256-step increments summed to 16 steps differ from the 16-step ones by 1.7 on a 64 x 2
 path); with ``halfway_tree=True`` it is, at 58-270 us per query. This one costs a seeded normal
-per new tree node: 17 us per increment along a grid of 2^m steps, 220 us along 100 steps (whose
-points are not tree nodes: each needs its level-L neighbours), against torchsde's 58 and 59 us
+per new tree node: 16 us per increment along a grid of 2^m steps, 230 us along 100 steps (whose
+points are not tree nodes: each needs its level-L neighbours), against torchsde's 66 and 64 us
 (64 x 2 state, ``python benchmarks/sde.py``, this project's 2-core CPU). Power-of-two step counts
 are exact and cheapest.
 """
