@@ -67,11 +67,10 @@ class QuadratureAdjointTerm(Term):
         with torch.enable_grad():
             y_in = detach(y, True)
             f = self.term(t, y_in, side)
-            grads = vjp(leaves(f), leaves(y_in) + self.params.inputs, leaves(a), materialize=False)
+            grads = vjp(leaves(f), leaves(y_in), leaves(a), sparse=self.params.inputs)
         n = len(leaves(y_in))
         self._stages.append(grads[n:])
-        return detach(f), rebuild(a, [torch.zeros_like(yi) if x is None else -x for x, yi in
-                                      zip(grads[:n], leaves(y_in))])
+        return detach(f), rebuild(a, [-x for x in grads[:n]])
 
     def close_step(self, h: float) -> None:
         """Add the step just taken, -h sum_i b_i (a_i df/dtheta), to the parameter gradients."""

@@ -50,18 +50,16 @@ class _Checkpoint(torch.autograd.Function):
                     y1, s1, outs = replay(term, stepper, rec, rebuild(y_like, y_in), rebuild(s_like, s_in))
                 problem.stats.backward.accepted_steps += 1
                 s1 = leaves(s1)
-                grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in + params.inputs,
+                grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in,
                                a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]],
-                               materialize=False)
-                a_y = [torch.zeros_like(x) if d is None else d for x, d in zip(y_in, grads_in[:len(y_in)])]
-                a_s = [torch.zeros_like(x) if d is None else d
-                       for x, d in zip(s_in, grads_in[len(y_in):len(y_in) + len(s_in)])]
+                               sparse=params.inputs)
+                a_y, a_s = grads_in[:len(y_in)], grads_in[len(y_in):len(y_in) + len(s_in)]
                 params.add(grads_in[len(y_in) + len(s_in):])
             with torch.enable_grad():  # the stepper's initial state depends on y0 (FSAL: f(t0, y0))
                 y_in = [x.detach().requires_grad_() for x in y0]
                 s0 = leaves(stepper.init(term, problem.t0, rebuild(ctx.like, y_in), 1 if problem.t1 > problem.t0 else -1))
-            grads_in = vjp(s0, y_in + params.inputs, a_s or [None] * len(s0), materialize=False)
-        a_y = add_grads(a_y, [torch.zeros_like(x) if d is None else d for x, d in zip(y_in, grads_in[:len(y_in)])])
+            grads_in = vjp(s0, y_in, a_s or [None] * len(s0), sparse=params.inputs)
+        a_y = add_grads(a_y, grads_in[:len(y_in)])
         a_y = with_t0_outputs(problem, a_y, g)
         params.add(grads_in[len(y_in):])
         return (None, None, *a_y, *params.result())

@@ -19,18 +19,23 @@ from ..tree import State, leaves
 
 
 def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
-        grad_outputs: Sequence[torch.Tensor | None], *, materialize: bool = True) -> list[torch.Tensor | None]:
-    """sum_i grad_outputs[i]^T d outputs[i] / d inputs, zeros (None if not ``materialize``) for
-    inputs nothing depends on.
+        grad_outputs: Sequence[torch.Tensor | None], *,
+        sparse: Sequence[torch.Tensor] = ()) -> list[torch.Tensor | None]:
+    """sum_i grad_outputs[i]^T d outputs[i] / d x for x in ``inputs`` (zeros where nothing depends
+    on x), then for x in ``sparse`` (None there: a parameter piece a step did not touch).
 
     Outputs without an autograd path (a field f(t) that ignores y and has no parameters, as
     torchdiffeq's ExpODE) contribute nothing instead of failing.
     """
     pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None and o.requires_grad]
-    if not pairs or not inputs:
-        return [torch.zeros_like(x) if materialize else None for x in inputs]
-    outs, grads = zip(*pairs)
-    return list(torch.autograd.grad(outs, inputs, grads, allow_unused=True, materialize_grads=materialize))
+    everything = list(inputs) + list(sparse)
+    if not pairs or not everything:
+        grads = [None] * len(everything)
+    else:
+        outs, cotangents = zip(*pairs)
+        grads = list(torch.autograd.grad(outs, everything, cotangents, allow_unused=True))
+    n = len(inputs)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads[:n])] + grads[n:]
 
 
 class PieceGrads:
