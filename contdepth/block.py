@@ -6,9 +6,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import check_choice, check_positive_int
+from .errors import check_choice
 from .solution import SolverStats
-from .sdesolve import SDE_GRADIENTS, check_noise, get_sde_stepper, sdesolve
+from .sdesolve import check_sde_solver, sdesolve
 from .solve import ATOL, RTOL, check_solver, solve
 from .solvers import get_stepper
 
@@ -73,12 +73,8 @@ class SDEBlock(nn.Module):
             raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
         if not hasattr(field, "make_term") and (t0 is None or t1 is None or steps is None):
             raise ValueError(f"t0, t1 and steps are required for a field without a control grid ({type(field).__name__})")
-        check_noise(noise)
-        get_sde_stepper(method)
-        check_choice("gradient", gradient, SDE_GRADIENTS)
+        check_sde_solver(noise, method, gradient, steps)
         check_choice("eval_noise", eval_noise, self.EVAL_NOISE)
-        if steps is not None:
-            check_positive_int("steps", steps)
         self.field, self.noise = field, noise
         self.t0, self.t1, self.steps, self.method, self.gradient = t0, t1, steps, method, gradient
         self.eval_noise, self.eval_seed = eval_noise, eval_seed

@@ -43,6 +43,20 @@ def get_sde_stepper(method: object):
                     f"got {type(method).__name__}")
 
 
+def check_sde_solver(noise: object, method: object, gradient: str, steps: object) -> tuple[float | Callable, object]:
+    """(noise, stepper) after the checks shared by :func:`sdesolve` and ``SDEBlock``: the noise,
+    the method, the gradient method (the adjoint needs additive noise) and ``steps`` (int >= 1 or None)."""
+    noise = check_noise(noise)
+    stepper = get_sde_stepper(method)
+    check_choice("gradient", gradient, SDE_GRADIENTS)
+    if gradient == "adjoint" and callable(noise):
+        raise ValueError("gradient='adjoint' supports additive noise (a float noise) only: with g(t, y) the adjoint "
+                         "SDE needs dg/dy terms; use gradient='checkpoint' (exact, same memory class)")
+    if steps is not None:
+        check_positive_int("steps", steps)
+    return noise, stepper
+
+
 def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, method: str = "euler_maruyama",
              steps: int | None = None, t0: float | None = None, t1: float | None = None,
              t_eval: Sequence[float] | torch.Tensor | None = None, bm: BrownianPath | None = None,
@@ -70,18 +84,12 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     y0 = check_y0(y0)
     if not isinstance(y0, torch.Tensor):
         raise TypeError("sdesolve takes a tensor state y0 (tuple states are for cd.solve)")
-    noise = check_noise(noise)
-    stepper = get_sde_stepper(method)
-    check_choice("gradient", gradient, SDE_GRADIENTS)
-    if gradient == "adjoint" and callable(noise):
-        raise ValueError("gradient='adjoint' supports additive noise (a float noise) only: with g(t, y) the adjoint "
-                         "SDE needs dg/dy terms; use gradient='checkpoint' (exact, same memory class)")
+    noise, stepper = check_sde_solver(noise, method, gradient, steps)
     t0, t1, control = check_interval_args(field, t0, t1)
     if steps is None:
         if control is None:
             raise ValueError("steps is required for a plain func(t, y) drift")
         steps = control.intervals
-    check_positive_int("steps", steps)
     if bm is None:
         bm = BrownianPath(min(t0, t1), max(t0, t1), y0.shape, seed=seed, dtype=y0.dtype, device=y0.device)
     elif seed is not None:
