@@ -40,7 +40,12 @@ CASES = [("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backpro
          ("dense", 64, "rk4", 64, "checkpoint"), ("dense", 64, "rk4", 64, "adjoint"),
          ("conv", 32, "rk4", 32, "checkpoint"), ("conv", 32, "rk4", 32, "adjoint"),
          ("dense", 64, "dopri5", None, "backprop"), ("dense", 64, "dopri5", None, "adjoint"),
-         ("conv", 8, "dopri5", None, "backprop")]
+         ("conv", 8, "dopri5", None, "backprop"),
+         # one training step of each MNIST model at examples/mnist.py's default batch: an epoch's time
+         # is this times the number of batches (data loading and the optimizer are the same in both)
+         ("mnist-pde1", 128, "euler", 15, "backprop"), ("mnist-pde2", 128, "euler", 15, "backprop"),
+         ("mnist-resnet", 128, "euler", 15, "backprop"), ("mnist-cubic", 64, "euler", 20, "backprop"),
+         ("mnist-odenet", 128, "dopri5", None, "adjoint")]
 
 
 def load_first_release(folder: Path):
@@ -59,6 +64,14 @@ def load_first_release(folder: Path):
 
 def training_step(lib, kind: str, batch: int, method: str, steps: int | None, gradient: str) -> Callable[[], None]:
     torch.manual_seed(0)
+    if kind.startswith("mnist-"):  # the model as built by build_mnist_model (its own method and gradient)
+        model = importlib.import_module(f"{lib.__name__}.models.mnist").build_mnist_model(kind[6:])
+        x, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), labels).backward()
+        return step
     if kind == "dense":  # the peaks network of seed 004 ch. 3
         f, x = lib.fields.DenseResidual(8, lib.ControlGrid(0.0, 20.0, 16), activation="tanh"), torch.randn(batch, 8)
     elif kind == "conv":

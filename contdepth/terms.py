@@ -51,6 +51,17 @@ class Term:
         """Times in the interior of the solve where f(t, y) jumps (forced step ends)."""
         return ()
 
+    @property
+    def has_vjp(self) -> bool:
+        """True when :meth:`vjp` is implemented (then fixed-step gradients skip autograd's graph)."""
+        return False
+
+    def vjp(self, t: float, y: State, side: int, f: State, cotangent: State, grads: list[torch.Tensor],
+            scale: float = 1.0) -> State:
+        """cotangent^T df/dy at (t, y), where f = term(t, y, side); adds scale * cotangent^T df/dp
+        into ``grads`` (one buffer per tensor of :meth:`params`, in place). Only if :attr:`has_vjp`."""
+        raise NotImplementedError(f"{type(self).__name__} has no hand-written vector-Jacobian product")
+
     def params(self) -> list[torch.Tensor]:
         """The tensors that checkpoint and adjoint differentiate with respect to."""
         return []

@@ -14,6 +14,9 @@ from ..terms import Term, check_params_match, time_tensor
 from ..tree import leaves
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
+# d act / dx applied to a cotangent, from the activation's output (what the hand-written VJPs keep)
+ACTIVATION_VJPS = {"relu": lambda g, out: torch.ops.aten.threshold_backward(g, out, 0),
+                   "tanh": torch.ops.aten.tanh_backward, "identity": lambda g, out: g}
 
 
 def activation_fn(name: str):
@@ -89,6 +92,21 @@ class ControlledField(nn.Module):
         dtype and device; the built-in fields do not depend on t other than through theta)."""
         raise NotImplementedError
 
+    def vector_field_vjp(self, t: torch.Tensor, psi: torch.Tensor, theta: dict[str, torch.Tensor], out: torch.Tensor,
+                         cotangent: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Optional, hand-written: (cotangent^T dF/dpsi, {name: cotangent^T dF/d name}) at
+        out = F(t, psi, theta), for the knot values of ``theta`` and the field's other parameters (a
+        name left out has gradient zero). A field that defines it is integrated by fixed-step
+        gradients without an autograd graph; tests/test_fused.py checks it against autograd."""
+        raise NotImplementedError
+
+    @property
+    def has_vjp(self) -> bool:
+        """True when :meth:`vector_field_vjp` belongs to the same class as :meth:`vector_field` (a
+        subclass that changes the field but not its VJP falls back to autograd)."""
+        owner = lambda name: next(c for c in type(self).__mro__ if name in vars(c))
+        return owner("vector_field_vjp") is not ControlledField and owner("vector_field_vjp") is owner("vector_field")
+
     def make_term(self, *, params=None, jump_t=(), declare_jumps: bool = True) -> "ControlTerm":
         """This field as a term of the engine (see :class:`ControlTerm`)."""
         return ControlTerm(self, params=params, jump_t=jump_t, declare_jumps=declare_jumps)
@@ -131,6 +149,7 @@ class ControlTerm(Term):
         self.counts = StepCounts()
         self._knots: list[dict[str, torch.Tensor]] = []
         self._knots_grad: bool | None = None
+        self._slots: dict[str, int] | None = None
 
     def __call__(self, t: float, y, side: int):
         self.counts.nfe += 1
@@ -146,6 +165,43 @@ class ControlTerm(Term):
         self.counts.nfe += 1
         first = leaves(y)[0]
         return compute(time_tensor(t, first.dtype, first.device), y, self.field.theta_at(t, knots=self.knots(), side=side), i)
+
+    @property
+    def has_vjp(self) -> bool:
+        own = {id(p) for p in self.field.parameters()}
+        return self.field.has_vjp and all(id(p) in own for p in self._params)
+
+    def vjp(self, t: float, y, side: int, f, cotangent, grads: list[torch.Tensor], scale: float = 1.0):
+        """The field's :meth:`~ControlledField.vector_field_vjp`; a knot value's gradient goes to its
+        knot (to both neighbours, weighted 1 - w and w, for linear theta)."""
+        grid, field = self.field.grid, self.field
+        if grid.interp == "constant":
+            l, r, w = grid.cell(t, side), 0, 0.0
+        else:
+            l, r, w = grid.weights(t, side)
+        y_bar, named = field.vector_field_vjp(time_tensor(t, y.dtype, y.device), y,
+                                              field.theta_at(t, knots=self.knots(), side=side), f, cotangent)
+        slots = self._grad_slots()
+        for name, g in named.items():
+            i = slots.get(name)
+            if i is None:
+                continue
+            if name not in field.control_names:
+                grads[i].add_(g, alpha=scale)
+            elif not w:
+                grads[i][l].add_(g, alpha=scale)
+            else:
+                grads[i][l].add_(g, alpha=scale * (1 - w))
+                grads[i][r].add_(g, alpha=scale * w)
+        return y_bar
+
+    def _grad_slots(self) -> dict[str, int]:
+        """Parameter name -> position in :meth:`params` (names of the field's own parameters)."""
+        if self._slots is None:
+            where = {id(p): i for i, p in enumerate(self._params)}
+            self._slots = {name: where[id(p)] for name, p in self.field.named_parameters(recurse=False)
+                           if id(p) in where}
+        return self._slots
 
     def knots(self) -> list[dict[str, torch.Tensor]]:
         """The field's knot values as views, made once per term and grad mode (one ``unbind`` per

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import check_positive_int
 from ..grid import ControlGrid
-from .base import ControlledField, activation_fn, check_dims
+from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
 from .dense import CubicFrictionMixin, friction
 
 
@@ -17,6 +17,27 @@ def _kernel_size(kernel_size: int) -> int:
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
     return kernel_size
+
+
+def conv_vjp(psi: torch.Tensor, weight: torch.Tensor, g: torch.Tensor, *, groups: int = 1,
+             bias: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The cotangent ``g`` of a stride-1, same-padded ``F.conv2d(psi, weight, bias, groups=groups)``
+    (``groups`` 1, or depthwise) pulled back to (psi, weight, bias).
+
+    For ``groups=1`` psi's gradient is the forward convolution of g with the flipped kernel (in
+    and out channels swapped): the numbers of ``convolution_backward``'s input gradient, which on
+    CPU is 1.5x to 25x slower for few channels (benchmarks/conv_vjp.py). Weight and bias, and
+    everything for depthwise convolutions: ``convolution_backward``.
+    The same numbers as autograd's to float rounding (another summation order).
+    """
+    pad = weight.shape[-1] // 2
+    backward = lambda g, psi, mask: torch.ops.aten.convolution_backward(
+        g, psi, weight, [weight.shape[0]] if bias else None, [1, 1], [pad, pad], [1, 1], False, [0, 0], groups, mask)
+    if groups > 1:  # depthwise: convolution_backward is fast as it is
+        return backward(g, psi, [True, True, bias])
+    psi_bar = F.conv2d(g, weight.flip(-1, -2).transpose(0, 1), padding=pad)
+    _, w_bar, b_bar = backward(g, psi, [False, True, bias])
+    return psi_bar, w_bar, b_bar
 
 
 class ConvResidual(ControlledField):
@@ -40,6 +61,10 @@ class ConvResidual(ControlledField):
 
     def vector_field(self, t, psi, theta):
         return self._act(F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2))
+
+    def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        psi_bar, w_bar, b_bar = conv_vjp(psi, theta["weight"], ACTIVATION_VJPS[self.activation](cotangent, out))
+        return psi_bar, {"weight": w_bar, "bias": b_bar}
 
     def check_state(self, psi):
         check_dims("ConvResidual", psi, 4, 1, self.channels, "(B, C, H, W)")
@@ -66,6 +91,11 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
     def vector_field(self, t, psi, theta):
         lin = F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2)
         return lin - friction(psi, self.bounded_gamma(), self.mu)
+
+    def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        friction_bar, grads = self.friction_vjp(psi, cotangent)
+        psi_bar, grads["weight"], grads["bias"] = conv_vjp(psi, theta["weight"], cotangent)
+        return psi_bar + friction_bar, grads
 
     def check_state(self, psi):
         check_dims("ConvCubicFriction", psi, 4, 1, self.channels, "(B, C, H, W)")

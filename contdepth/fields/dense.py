@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import check_positive_int
 from ..grid import ControlGrid
-from .base import ControlledField, activation_fn, check_dims
+from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
 
 
 def friction(psi: torch.Tensor, gamma: torch.Tensor, mu: float) -> torch.Tensor:
@@ -62,6 +62,21 @@ class CubicFrictionMixin:
             g = torch.where(g <= self.gamma_max, g, torch.full_like(g, self.gamma_max))
         return g
 
+    def friction_vjp(self, psi: torch.Tensor, cotangent: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """cotangent^T d/dpsi and d/dgamma of minus the friction term, -gamma sign(psi) |psi|^mu
+        (the gamma entry only when gamma is learned)."""
+        power = psi.pow(3) if self.mu == 3.0 else psi.sign() * psi.abs().pow(self.mu)
+        slope = 3 * psi.square() if self.mu == 3.0 else self.mu * psi.abs().pow(self.mu - 1)
+        grads = {}
+        if self.gamma.requires_grad:
+            g = -(cotangent * power).sum()
+            if self.gamma_min is not None or self.gamma_max is not None:  # bounded_gamma passes it inside the bounds
+                inside = (self.gamma >= (-math.inf if self.gamma_min is None else self.gamma_min)) & \
+                         (self.gamma <= (math.inf if self.gamma_max is None else self.gamma_max))
+                g = torch.where(inside, g, torch.zeros_like(g))
+            grads["gamma"] = g
+        return -self.bounded_gamma() * slope * cotangent, grads
+
     @torch.no_grad()
     def project_(self) -> None:
         """Clamp the stored gamma into [gamma_min, gamma_max] in place (nothing without bounds)."""
@@ -87,6 +102,11 @@ class CubicFriction(CubicFrictionMixin, ControlledField):
     def vector_field(self, t, psi, theta):
         return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.bounded_gamma(), self.mu)
 
+    def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        friction_bar, grads = self.friction_vjp(psi, cotangent)
+        grads.update(weight=cotangent.t() @ psi, bias=cotangent.sum(0))
+        return cotangent @ theta["weight"] + friction_bar, grads
+
     def check_state(self, psi):
         check_dims("CubicFriction", psi, 2, 1, self.dim, "(B, dim)")
 
@@ -108,6 +128,10 @@ class DenseResidual(ControlledField):
 
     def vector_field(self, t, psi, theta):
         return self._act(F.linear(psi, theta["weight"], theta["bias"]))
+
+    def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        g = ACTIVATION_VJPS[self.activation](cotangent, out)
+        return g @ theta["weight"], {"weight": g.t() @ psi, "bias": g.sum(0)}
 
     def check_state(self, psi):
         check_dims(type(self).__name__, psi, 2, 1, self.dim, "(B, dim)")

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from ..errors import check_choice, check_positive_int
 from ..grid import ControlGrid
-from .base import ControlledField, activation_fn, check_dims
+from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
+from .conv import conv_vjp
 
 DRIFT_SCALE = {"pde1": 1.0, "pde2": -1.0 / 8.0}
 
@@ -53,6 +54,18 @@ class PDEStencil(ControlledField):
         b, c, h, w = psi.shape
         out = F.conv2d(psi.reshape(1, b * c, h, w), kernel.repeat(b, 1, 1, 1), padding=1, groups=b * c)
         return self._act(out.view(b, c, h, w))
+
+    def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        s = DRIFT_SCALE[self.variant]
+        kernel = stencil_kernel(theta["alpha"], theta["beta"], theta["sigma"], theta["rho"], theta["gamma"], s)
+        b, c, h, w = psi.shape
+        g = ACTIVATION_VJPS[self.activation](cotangent, out).reshape(1, b * c, h, w)
+        psi_bar, k_bar, _ = conv_vjp(psi.reshape(1, b * c, h, w), kernel.repeat(b, 1, 1, 1), g, groups=b * c,
+                                     bias=False)
+        k = k_bar.view(b, c, 9).sum(0).unbind(-1)  # the kernel's entries, in stencil_kernel's order
+        return psi_bar.view(b, c, h, w), {
+            "alpha": theta["alpha"] * (k[3] - 2 * k[4] + k[5]), "beta": s / 2 * (k[5] - k[3]),
+            "sigma": theta["sigma"] * (k[1] - 2 * k[4] + k[7]), "rho": s / 2 * (k[7] - k[1]), "gamma": k[4]}
 
     def check_state(self, psi):
         check_dims("PDEStencil", psi, 4, 1, self.channels, "(B, C, H, W)")

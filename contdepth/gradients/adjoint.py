@@ -50,20 +50,34 @@ class AdjointTerm(Term):
 
 class QuadratureAdjointTerm(Term):
     """The augmented right-hand side (f, -a df/dy) of (y, a) alone, for a fixed-step Runge-Kutta
-    stepper: dg/dt = -a df/dtheta does not feed back, so g is the quadrature
+    stepper on a fixed grid: dg/dt = -a df/dtheta does not feed back, so g is the quadrature
     g(t0) = -sum_steps h sum_i b_i a_i df/dtheta(t_i, y_i) over the stages the stepper evaluates,
     in the order it evaluates them (:meth:`close_step` after each step). The parameter vjps are
     taken with respect to the knots a stage uses (:meth:`~contdepth.terms.Term.param_pieces`), and
-    no parameter-sized tensor enters the Runge-Kutta combinations."""
+    no parameter-sized tensor enters the Runge-Kutta combinations. A term with a hand-written
+    :meth:`~contdepth.terms.Term.vjp` is evaluated without autograd and adds its stage's share
+    at once (``step_sizes``: the step h that starts at each grid time, where stage 0 lies)."""
 
-    def __init__(self, term: Term, weights: tuple[float, ...]) -> None:
-        self.term, self.weights = term, weights
-        with torch.enable_grad():
-            self.params = PieceGrads(term.param_pieces())
+    def __init__(self, term: Term, weights: tuple[float, ...], step_sizes: dict[float, float]) -> None:
+        self.term, self.weights, self.step_sizes = term, weights, step_sizes
+        self.by_hand = term.has_vjp
+        if self.by_hand:
+            self._grads = [torch.zeros_like(p) for p in term.params()]
+        else:
+            with torch.enable_grad():
+                self.params = PieceGrads(term.param_pieces())
         self._stages: list[list[torch.Tensor | None]] = []
+        self._h = 0.0
 
     def __call__(self, t: float, state, side: int):
         y, a = state
+        if self.by_hand:
+            i = len(self._stages)
+            if i == 0:
+                self._h = self.step_sizes[t]
+            f = self.term(t, y, side)
+            self._stages.append([])
+            return f, -self.term.vjp(t, y, side, f, a, self._grads, scale=-self._h * self.weights[i])
         with torch.enable_grad():
             y_in = detach(y, True)
             f = self.term(t, y_in, side)
@@ -76,10 +90,15 @@ class QuadratureAdjointTerm(Term):
         """Add the step just taken, -h sum_i b_i (a_i df/dtheta), to the parameter gradients."""
         if len(self._stages) != len(self.weights):
             raise RuntimeError(f"the stepper evaluated {len(self._stages)} stages, its tableau has {len(self.weights)}")
-        for b, grads in zip(self.weights, self._stages):
-            if b:
-                self.params.add([None if x is None else (-h * b) * x for x in grads])
+        if not self.by_hand:
+            for b, grads in zip(self.weights, self._stages):
+                if b:
+                    self.params.add([None if x is None else (-h * b) * x for x in grads])
         self._stages = []
+
+    def result(self) -> list[torch.Tensor]:
+        """dL/dtheta, one tensor per parameter of the term."""
+        return self._grads if self.by_hand else self.params.result()
 
 
 def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:
@@ -133,15 +152,15 @@ class _Adjoint(torch.autograd.Function):
         quadrature = isinstance(stepper, RungeKutta) and not stepper.adaptive and not stepper.fsal \
             and type(problem.term).adjoint_term is Term.adjoint_term
         a1 = gathered(problem.t1, tree_map(torch.zeros_like, y1))
+        n_y = len(leaves(y1))
+        controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=config.grid,
+                                        stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)
         if quadrature:
-            drift = QuadratureAdjointTerm(problem.term, stepper.tableau.b)
+            drift = QuadratureAdjointTerm(problem.term, stepper.tableau.b, controller.step_sizes())
             term, aug0 = drift, (y1, a1)
         else:
             term = problem.term.adjoint_term(AdjointTerm(problem.term))
             aug0 = (y1, a1, tuple(torch.zeros_like(p) for p in problem.term.params()))
-        n_y = len(leaves(y1))
-        controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=config.grid,
-                                        stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)
         try:
             with counting(problem.term, problem.stats.backward):
                 _, end = march(term, stepper, controller, aug0, problem.t1, problem.t0, (), problem.stats.backward,
@@ -149,7 +168,7 @@ class _Adjoint(torch.autograd.Function):
         except SolverError as err:
             raise SolverError(f"the adjoint backward solve failed: {err}") from err
         y, a = end[0], end[1]
-        p = drift.params.result() if quadrature else end[2]
+        p = drift.result() if quadrature else end[2]
         if not all_finite((y, a)):
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "

@@ -13,6 +13,7 @@ import torch
 
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
+from .fused import fused_applies, solve_fused
 from .common import PieceGrads, add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
 
 
@@ -66,5 +67,9 @@ class _Checkpoint(torch.autograd.Function):
 
 
 def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
-    """Per leaf of the state, its values at ``problem.out_times`` stacked; differentiable by recomputation."""
+    """Per leaf of the state, its values at ``problem.out_times`` stacked; differentiable by recomputation
+    (of each step's graph, or, where :func:`~contdepth.gradients.fused.fused_applies`, of its stages
+    for the hand-written discrete adjoint)."""
+    if fused_applies(problem, y0):
+        return solve_fused(problem, y0, keep_stages=False)
     return _Checkpoint.apply(problem, detach(y0), *leaves(y0), *problem.params())

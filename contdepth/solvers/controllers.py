@@ -89,6 +89,10 @@ class _FixedController:
         self.j += 1
         return True
 
+    def step_sizes(self) -> dict[float, float]:
+        """The step h this controller proposes from each of its times."""
+        return {t: (s - t if self.h is None else self.h) for t, s in zip(self.times, self.times[1:])}
+
 
 @dataclass(frozen=True)
 class Adaptive:

@@ -44,19 +44,63 @@ class RungeKutta:
     def step(self, term: Term, t: float, h: float, y: State, state: tuple):
         """One step from (t, y) to t + h: (y1, state1, error estimate or None, stages)."""
         tab = self.tableau
-        direction = 1 if h > 0 else -1
-        ks: list[State] = []
-        yi = y
-        for i, (ci, row) in enumerate(zip(tab.c, tab.a)):
-            if i == 0 and self.fsal:
-                ks.append(state[0])
-                continue
-            yi = combine(y, h, row, ks)
-            ks.append(term(t + h if ci == 1 else t + ci * h, yi, -direction if ci == 1 else direction))
+        ks, inputs = self._stages(term, t, h, y, state)
         # FSAL: the last stage was evaluated at y + h sum b_j k_j, which is y1 itself.
-        y1 = yi if self.fsal else add(y, weighted(h, tab.b, ks))
+        y1 = inputs[-1] if self.fsal else add(y, weighted(h, tab.b, ks))
         error = weighted(h, tab.b_error, ks) if self.adaptive else None
         return y1, ((ks[-1],) if self.fsal else ()), error, ks
+
+    def _stages(self, term: Term, t: float, h: float, y: State, state: tuple) -> tuple[list[State], list[State]]:
+        """The stage derivatives k_i and the states Y_i = y + h sum_j a_ij k_j they were taken at."""
+        ks: list[State] = []
+        inputs: list[State] = []
+        for i, row in enumerate(self.tableau.a):
+            yi = combine(y, h, row, ks)
+            inputs.append(yi)
+            if i == 0 and self.fsal:
+                ks.append(state[0])
+            else:
+                ti, side = self._stage_time(t, h, i)
+                ks.append(term(ti, yi, side))
+        return ks, inputs
+
+    def _stage_time(self, t: float, h: float, i: int) -> tuple[float, int]:
+        """(time, side) of stage i: inside the step seen ahead (side = direction), its end from behind."""
+        ci, direction = self.tableau.c[i], 1 if h > 0 else -1
+        return (t + h, -direction) if ci == 1 else (t + ci * h, direction)
+
+    @property
+    def has_vjp(self) -> bool:
+        """True when :meth:`taped_step` / :meth:`step_vjp` apply: a fixed-step, non-FSAL tableau."""
+        return not self.fsal and not self.adaptive
+
+    def taped_step(self, term: Term, t: float, h: float, y: State) -> tuple[State, tuple]:
+        """:meth:`step` of a fixed-step tableau, with the tape :meth:`step_vjp` needs: (y1, (t, Y, k))."""
+        ks, inputs = self._stages(term, t, h, y, ())
+        return add(y, weighted(h, self.tableau.b, ks)), (t, inputs, ks)
+
+    def step_vjp(self, term: Term, h: float, tape: tuple, y1_bar: State, grads: list) -> State:
+        """The discrete adjoint of one step: dL/dy from dL/dy1, adding dL/dtheta into ``grads``.
+
+        With Ybar_i = kbar_i^T df/dy (Y_i) and kbar_i = h (b_i y1bar + sum_{l > i} a_li Ybar_l),
+        ybar = y1bar + sum_i Ybar_i -- what autograd computes through :meth:`step`, with the
+        stage VJPs from the term (:meth:`~contdepth.terms.Term.vjp`) instead of a recorded graph.
+        """
+        tab = self.tableau
+        t, inputs, ks = tape
+        stage_bars: list[State | None] = [None] * len(ks)
+        y_bar = y1_bar
+        for i in reversed(range(len(ks))):
+            weights = [tab.b[i]] + [tab.a[l][i] for l in range(i + 1, len(ks))]
+            cotangents = [y1_bar] + stage_bars[i + 1:]
+            used = [(w, c) for w, c in zip(weights, cotangents) if w and c is not None]
+            if not used:
+                continue
+            k_bar = weighted(h, [w for w, _ in used], [c for _, c in used])
+            ti, side = self._stage_time(t, h, i)
+            stage_bars[i] = term.vjp(ti, inputs[i], side, ks[i], k_bar, grads)
+            y_bar = add(y_bar, stage_bars[i])
+        return y_bar
 
     def interpolate(self, y0: State, y1: State, ks: list[State], h: float, s: float) -> State:
         """Dense output at t + s h: linear for fixed-step methods (torchdiffeq's choice); for an
