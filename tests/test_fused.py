@@ -94,6 +94,15 @@ def _gradients(field, x, **kwargs):
     return out, torch.autograd.grad((out * weights).sum(), wrt), sol
 
 
+def _assert_same_as_autograd(field, x, **kwargs):
+    """The solve's gradients with the fields' VJPs equal those with autograd's."""
+    _, by_hand, _ = _gradients(field, x, **kwargs)
+    with _no_vjp():
+        _, auto, _ = _gradients(field, x, **kwargs)
+    for g, e in zip(by_hand, auto):
+        torch.testing.assert_close(g, e, rtol=1e-11, atol=1e-13)
+
+
 @pytest.mark.parametrize("gradient", ["backprop", "checkpoint"])
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 @pytest.mark.parametrize("name", ["dense-tanh", "cubic-mu2.5-bounded", "conv-cubic", "pde2-tanh"])
@@ -119,12 +128,7 @@ def test_fused_gradient_equals_autograd(gradient, method, name, grid, steps, t_e
 def test_backward_in_time_and_y0_without_grad():
     field = _randomised(cd.fields.ConvResidual(2, GRID, activation="tanh"))
     x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
-    kwargs = dict(method="rk4", steps=5, t0=1.0, t1=0.0, t_eval=(1.0, 0.55, 0.0))
-    _, fused, _ = _gradients(field, x, **kwargs)
-    with _no_vjp():
-        _, auto, _ = _gradients(field, x, **kwargs)
-    for g, e in zip(fused, auto):
-        torch.testing.assert_close(g, e, rtol=1e-11, atol=1e-13)
+    _assert_same_as_autograd(field, x, method="rk4", steps=5, t0=1.0, t1=0.0, t_eval=(1.0, 0.55, 0.0))
 
 
 def test_fields_whose_vjp_does_not_fit_fall_back_to_autograd():
@@ -175,12 +179,7 @@ def test_adjoint_quadrature_by_hand_equals_autograd(method, grid, steps, t_eval)
     autograd's (the stage weights -h b_i applied to each stage's parameter VJP)."""
     field = _randomised(FIELDS["cubic-mu2.5-bounded"][0](grid))
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    kwargs = dict(method=method, steps=steps, gradient="adjoint", t_eval=t_eval)
-    _, by_hand, _ = _gradients(field, x, **kwargs)
-    with _no_vjp():
-        _, auto, _ = _gradients(field, x, **kwargs)
-    for g, e in zip(by_hand, auto):
-        torch.testing.assert_close(g, e, rtol=1e-11, atol=1e-13)
+    _assert_same_as_autograd(field, x, method=method, steps=steps, gradient="adjoint", t_eval=t_eval)
 
 
 def test_adjoint_by_hand_on_a_non_uniform_grid():

@@ -177,10 +177,11 @@ class ControlTerm(Term):
         grid, field = self.field.grid, self.field
         if grid.interp == "constant":
             l, r, w = grid.cell(t, side), 0, 0.0
+            theta = self.knots()[l] if field.control_names else {}
         else:
             l, r, w = grid.weights(t, side)
-        y_bar, named = field.vector_field_vjp(time_tensor(t, y.dtype, y.device), y,
-                                              field.theta_at(t, knots=self.knots(), side=side), f, cotangent)
+            theta = field.theta_at(t, knots=self.knots(), side=side)
+        y_bar, named = field.vector_field_vjp(time_tensor(t, y.dtype, y.device), y, theta, f, cotangent)
         slots = self._grad_slots()
         for name, g in named.items():
             i = slots.get(name)

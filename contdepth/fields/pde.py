@@ -1,6 +1,8 @@
 """The PDE-stencil field of seed 000 ch. 4 on image states (B, C, H, W)."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +25,16 @@ def stencil_kernel(alpha: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor,
             a2 - s * beta / 2, gamma - 2 * a2 - 2 * s2, a2 + s * beta / 2,   # y: left, centre, right
             zero, s2 + s * rho / 2, zero]                          # y + 1: down
     return torch.stack(rows, dim=-1).view(-1, 1, 3, 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _stencil_jacobian(s: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The (9, 5) derivative of :func:`stencil_kernel`'s entries by (alpha^2/2, beta, sigma^2/2, rho, gamma)."""
+    jac = torch.zeros(9, 5, dtype=dtype, device=device)
+    for entry, column, value in ((3, 0, 1.0), (4, 0, -2.0), (5, 0, 1.0), (3, 1, -s / 2), (5, 1, s / 2),
+                                 (1, 2, 1.0), (4, 2, -2.0), (7, 2, 1.0), (1, 3, -s / 2), (7, 3, s / 2), (4, 4, 1.0)):
+        jac[entry, column] = value
+    return jac
 
 
 class PDEStencil(ControlledField):
@@ -62,10 +74,11 @@ class PDEStencil(ControlledField):
         g = ACTIVATION_VJPS[self.activation](cotangent, out).reshape(1, b * c, h, w)
         psi_bar, k_bar, _ = conv_vjp(psi.reshape(1, b * c, h, w), kernel.repeat(b, 1, 1, 1), g, groups=b * c,
                                      bias=False)
-        k = k_bar.view(b, c, 9).sum(0).unbind(-1)  # the kernel's entries, in stencil_kernel's order
-        return psi_bar.view(b, c, h, w), {
-            "alpha": theta["alpha"] * (k[3] - 2 * k[4] + k[5]), "beta": s / 2 * (k[5] - k[3]),
-            "sigma": theta["sigma"] * (k[1] - 2 * k[4] + k[7]), "rho": s / 2 * (k[7] - k[1]), "gamma": k[4]}
+        # d(kernel entries)/d(a2, beta, s2, rho, gamma) as one (9, 5) matrix, a2 = alpha^2/2, s2 = sigma^2/2
+        coeffs = k_bar.view(b, c, 9).sum(0) @ _stencil_jacobian(s, psi.dtype, psi.device)
+        a2, beta, s2, rho, gamma = coeffs.unbind(-1)
+        return psi_bar.view(b, c, h, w), {"alpha": theta["alpha"] * a2, "beta": beta, "sigma": theta["sigma"] * s2,
+                                          "rho": rho, "gamma": gamma}
 
     def check_state(self, psi):
         check_dims("PDEStencil", psi, 4, 1, self.channels, "(B, C, H, W)")

@@ -29,7 +29,7 @@ def fused_applies(problem: Problem, y0: State) -> bool:
     return (isinstance(y0, torch.Tensor) and isinstance(problem.grid, FixedGrid) and torch.is_grad_enabled()
             and (y0.requires_grad or any(p.requires_grad for p in problem.params()))
             and getattr(problem.stepper, "has_vjp", False) and problem.term.has_vjp
-            and not problem._stepper_params())
+            and len(problem.params()) == len(problem.term.params()))  # no trainable stepper
 
 
 class _Taping:
@@ -56,16 +56,16 @@ class _Fused(torch.autograd.Function):
         records: list = []
         saved: list[torch.Tensor] = []  # through save_for_backward, so memory accounting sees them
         with torch.no_grad():
-            if keep_stages:
+            if keep_stages:  # per step: its stage states Y_i, then its stage derivatives k_i
                 taping = _Taping(problem.stepper)
 
                 def keep(rec, y, state):
-                    records.append((rec, taping.tape[0]))
+                    records.append(rec)
                     saved.extend(taping.tape[1] + taping.tape[2])
 
                 outs, _ = dataclasses.replace(problem, stepper=taping).march(y0, on_step=keep)
-            else:
-                outs, _ = problem.march(y0, on_step=lambda rec, y, state: (records.append((rec, None)), saved.append(y)))
+            else:  # per step: its start
+                outs, _ = problem.march(y0, on_step=lambda rec, y, state: (records.append(rec), saved.append(y)))
         ctx.problem, ctx.keep_stages, ctx.records = problem, keep_stages, records
         ctx.save_for_backward(y0, *saved)  # the parameters are the term's own tensors: not saved again
         return stack_outputs(outs)
@@ -75,19 +75,19 @@ class _Fused(torch.autograd.Function):
         problem: Problem = ctx.problem
         if torch.is_grad_enabled():
             return (None, None, *_through_autograd(ctx, grads))
-        y0, *rest = ctx.saved_tensors
-        params, saved = problem.params(), iter(rest)
+        y0, *saved = ctx.saved_tensors
         term, stepper = problem.term, problem.stepper
-        stages = problem.stepper.tableau.stages
-        steps = [(rec, (t, [next(saved) for _ in range(stages)], [next(saved) for _ in range(stages)])
-                  if ctx.keep_stages else next(saved)) for rec, t in ctx.records]
+        stages = stepper.tableau.stages
+        per_step = 2 * stages if ctx.keep_stages else 1
         g = [out[0] for out in output_grads(y0, grads, len(problem.out_times))]
-        param_grads = [torch.zeros_like(p) for p in params]
+        param_grads = [torch.zeros_like(p) for p in problem.params()]
         y_bar = torch.zeros_like(y0)
         with counting(term, problem.stats.backward):
-            for rec, kept in reversed(steps):
+            for j in reversed(range(len(ctx.records))):
+                rec, kept = ctx.records[j], saved[j * per_step:(j + 1) * per_step]
                 problem.stats.backward.accepted_steps += 1
-                tape = kept if ctx.keep_stages else stepper.taped_step(term, rec.t, rec.h, kept)[1]
+                tape = (rec.t, kept[:stages], kept[stages:]) if ctx.keep_stages else \
+                    stepper.taped_step(term, rec.t, rec.h, kept[0])[1]
                 start_bar = None  # outputs inside the step are (1 - s) y + s y1
                 for i, s in rec.outs:
                     y_bar = y_bar + (g[i] if s is None else s * g[i])
