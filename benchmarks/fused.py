@@ -1,0 +1,105 @@
+"""The hand-written fixed-step backward (contdepth/gradients/fused.py) on and off, in one process.
+
+    python benchmarks/fused.py [--reps N] [--only SUBSTRING] [--json out.json]
+
+One training step (solve, loss, backward) per case, timed in interleaved rounds with the fields'
+vector-Jacobian products switched on (the default) and off (``ControlledField.has_vjp`` patched
+to False: autograd records the same steps). ``ratio`` = median(on) / median(off). Cases: the
+benchmark fields of ``baselines.py`` with each gradient method, and one training step of each
+fixed-step MNIST model (``build_mnist_model``, the example's batch). Single-threaded.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contdepth as cd  # noqa: E402
+from baselines import make_field  # noqa: E402
+from contdepth.io import write_json_atomic  # noqa: E402
+from contdepth.models.mnist import build_mnist_model  # noqa: E402
+from run import machine  # noqa: E402
+
+# (field, batch, method, steps) x gradient methods
+FIELD_CASES = [("conv", 32, "euler", 32), ("conv", 32, "rk4", 32), ("dense", 64, "euler", 64),
+               ("dense", 64, "rk4", 64), ("dense", 5000, "rk4", 64), ("pde", 32, "euler", 32)]
+GRADIENTS = ("backprop", "checkpoint", "adjoint")
+MNIST_CASES = [("pde1", 128), ("pde2", 128), ("resnet", 128), ("cubic", 64)]
+
+
+def field_step(kind: str, batch: int, method: str, steps: int, gradient: str) -> Callable[[], None]:
+    if kind == "pde":
+        torch.manual_seed(0)
+        f, x = cd.fields.PDEStencil(16, cd.ControlGrid(0.0, 1.0, 16)), torch.randn(batch, 16, 28, 28)
+    else:
+        f, x = make_field(kind, batch=batch)
+
+    def run() -> None:
+        for p in f.parameters():
+            p.grad = None
+        cd.odesolve(f, x, method=method, steps=steps, gradient=gradient).square().mean().backward()
+    return run
+
+
+def mnist_step(name: str, batch: int) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = build_mnist_model(name)
+    x, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+
+    def run() -> None:
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), labels).backward()
+    return run
+
+
+def autograd_only():
+    """Within it, no field offers its VJP: every gradient goes through autograd."""
+    return mock.patch.object(cd.fields.ControlledField, "has_vjp", property(lambda self: False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
+    parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser.add_argument("--json", help="write the results to this file (atomically)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cases = {f"{k}(B={b})/{m}/{g}/steps={s}": (lambda k=k, b=b, m=m, s=s, g=g: field_step(k, b, m, s, g))
+             for k, b, m, s in FIELD_CASES for g in GRADIENTS}
+    cases.update({f"mnist-{n}(B={b})": (lambda n=n, b=b: mnist_step(n, b)) for n, b in MNIST_CASES})
+    rows = []
+    for label, make in cases.items():
+        if args.only not in label:
+            continue
+        run = make()
+        contexts = {"on": nullcontext, "off": autograd_only}
+        for name in contexts:
+            with contexts[name]():
+                run()
+        times: dict[str, list[float]] = {name: [] for name in contexts}
+        for r in range(args.reps):
+            for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                with contexts[name]():
+                    start = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - start)
+        on, off = statistics.median(times["on"]), statistics.median(times["off"])
+        rows.append({"case": label, "on_s": on, "off_s": off, "ratio": on / off, "times_on_s": times["on"],
+                     "times_off_s": times["off"]})
+        print(f"{label:40s} fused {on * 1e3:8.1f} ms  autograd {off * 1e3:8.1f} ms  ratio {on / off:.2f}", flush=True)
+    if args.json:
+        write_json_atomic(args.json, {"machine": machine(), "reps": args.reps, "cases": rows})
+
+
+if __name__ == "__main__":
+    main()
