@@ -191,3 +191,20 @@ def test_adjoint_by_hand_on_a_non_uniform_grid():
     with _no_vjp():
         auto = torch.autograd.grad((cd.odeint_adjoint(field, x, t, method="rk4") * weights).sum(), [field.weight])
     torch.testing.assert_close(by_hand[0], auto[0], rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint"])
+def test_channels_last_states_keep_their_layout_and_gradients(gradient):
+    """A channels-last state (faster convolutions on CPU) stays channels-last through the fused
+    solve, with the gradients of the contiguous one."""
+    field = _randomised(cd.fields.ConvCubicFriction(3, GRID))
+    x = 0.5 * torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    runs = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xi = x.contiguous(memory_format=layout).requires_grad_()
+        out, grads, sol = _gradients(field, xi, method="rk4", steps=4, gradient=gradient)
+        assert out.is_contiguous(memory_format=layout)
+        runs.append((out, grads))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-12, atol=1e-14)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
