@@ -111,3 +111,18 @@ def test_sde_benchmark_quick(tmp_path):
         assert r["nfe_ours"] == per_step * r["steps"] and r["nfe_torchsde"] == r["nfe_ours"] + 1, r
         assert r["ratio"] == pytest.approx(r["ours_s"] / r["torchsde_s"])
     assert all(q["ours_us"] > 0 and q["torchsde_us"] > 0 for q in result["brownian_queries"])
+
+
+def test_fused_and_conv_vjp_benchmarks_write_json(tmp_path):
+    """benchmarks/fused.py times a case with the fields' VJPs on and off; benchmarks/conv_vjp.py
+    checks its variants against autograd's convolution_backward before timing them."""
+    out = tmp_path / "fused.json"
+    _run([str(ROOT / "benchmarks" / "fused.py"), "--reps", "1", "--only", "dense(B=64)/euler/checkpoint",
+          "--json", str(out)], tmp_path)
+    rows = json.loads(out.read_text())["cases"]
+    assert [r["case"] for r in rows] == ["dense(B=64)/euler/checkpoint/steps=64"]
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["on_s"] / rows[0]["off_s"])
+    out = tmp_path / "conv_vjp.json"
+    _run([str(ROOT / "benchmarks" / "conv_vjp.py"), "--rounds", "1", "--json", str(out)], tmp_path)
+    shapes = json.loads(out.read_text())["shapes"]
+    assert len(shapes) == 4 and all(len(s["median_ms"]) == 4 for s in shapes)
