@@ -1,6 +1,6 @@
 """Seed 000 table 4.1/4.2: PDE1, PDE2 and the conv ResNet at depths 5, 15, 27, 50 on MNIST.
 
-    python examples/mnist_sweep.py [--epochs E] [--train-images N] [--quick] [--out DIR] [--seed S] [--threads N]
+    python examples/mnist_sweep.py [--epochs E] [--schedule S] [--train-images N] [--quick] [--out DIR] [--seed S] [--threads N]
 
 Runs ``examples/mnist.py`` once per (model, depth) in its own folder DIR/MODEL-dDEPTH (so an
 interrupted sweep resumes where it stopped), then writes DIR/table.md (ours beside the seed's
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=["pde1", "pde2", "resnet"], choices=["pde1", "pde2", "resnet"])
     p.add_argument("--depths", nargs="+", type=positive_int, default=[5, 15, 27, 50])
     p.add_argument("--epochs", type=positive_int, default=None, help="default 1")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default=None,
+                   help="learning-rate schedule of every run (default: the model's, constant)")
     p.add_argument("--train-images", type=positive_int, default=None)
     p.add_argument("--test-images", type=positive_int, default=None)
     p.add_argument("--data", default=None, help="MNIST folder with the four IDX files (default $CONTDEPTH_DATA)")
@@ -55,7 +57,8 @@ def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
     metrics = out / "metrics.json"
     if metrics.exists():
         done = json.loads(metrics.read_text())
-        if done.get("status") == "done" and (args.table_only or done.get("epochs") == args.epochs):
+        if done.get("status") == "done" and (args.table_only or (done.get("epochs") == args.epochs and
+                                                                done.get("schedule") == (args.schedule or "constant"))):
             return done
     if args.table_only:
         return None
@@ -63,7 +66,7 @@ def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
            "--epochs", str(args.epochs), "--out", str(out), "--threads", str(args.threads), "--seed", str(args.seed),
            "--no-progress"]
     for flag, value in (("--train-images", args.train_images), ("--test-images", args.test_images),
-                        ("--data", args.data)):
+                        ("--data", args.data), ("--schedule", args.schedule)):
         if value is not None:
             cmd += [flag, str(value)]
     if args.quick:
