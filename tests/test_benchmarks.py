@@ -126,3 +126,11 @@ def test_fused_and_conv_vjp_benchmarks_write_json(tmp_path):
     _run([str(ROOT / "benchmarks" / "conv_vjp.py"), "--rounds", "1", "--json", str(out)], tmp_path)
     shapes = json.loads(out.read_text())["shapes"]
     assert len(shapes) == 4 and all(len(s["median_ms"]) == 4 for s in shapes)
+
+
+def test_channels_last_benchmark_writes_json(tmp_path):
+    out = tmp_path / "cl.json"
+    _run([str(ROOT / "benchmarks" / "channels_last.py"), "--reps", "1", "--json", str(out)], tmp_path)
+    rows = json.loads(out.read_text())["cases"]
+    assert {r["case"] for r in rows} >= {"mnist-cubic(B=64)", "conv(B=32)/rk4/steps=32"}
+    assert all(r["ratio"] == pytest.approx(r["channels_last_s"] / r["contiguous_s"]) for r in rows)
