@@ -16,7 +16,6 @@ import argparse
 import math
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contdepth as cd  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
-from run import machine  # noqa: E402
+from run import interleave, machine  # noqa: E402
 
 DT = torch.float64
 TDQ_METHODS = set(sys.modules["torchdiffeq._impl.odeint"].SOLVERS)
@@ -147,13 +146,8 @@ def interleaved(run: dict[str, Callable[[], int]], reps: int) -> dict:
     each does (its return value, evaluations), median times, their ratio and the paired ratio."""
     names = list(run)
     base = next(n for n in names if n != "ours")
-    nfe = {n: run[n]() for n in names}  # warm-up, and the work each does
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(reps):
-        for n in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            run[n]()
-            times[n].append(time.perf_counter() - start)
+    nfe = {n: run[n]() for n in names}  # the work each does
+    times = interleave(run, reps)
     med = {n: statistics.median(v) for n, v in times.items()}
     paired = statistics.median(a / b for a, b in zip(times["ours"], times[base]))
     return {"nfe_ours": nfe["ours"], f"nfe_{base}": nfe[base],

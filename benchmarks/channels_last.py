@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +25,7 @@ import contdepth as cd  # noqa: E402
 from baselines import make_field  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 from contdepth.models.mnist import ChannelsLast, build_mnist_model  # noqa: E402
-from run import machine  # noqa: E402
+from run import interleave, machine  # noqa: E402
 
 
 def field_cases() -> dict[str, tuple]:
@@ -77,15 +76,7 @@ def main() -> None:
     cases["mnist-odenet(B=128)"] = lambda: layouts_of_model("odenet", 128)
     rows = []
     for label, make in cases.items():
-        runs = make()
-        for fn in runs.values():
-            fn()
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        for r in range(args.reps):
-            for k in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-                start = time.perf_counter()
-                runs[k]()
-                times[k].append(time.perf_counter() - start)
+        times = interleave(make(), args.reps)
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({"case": label, "contiguous_s": med["contiguous"], "channels_last_s": med["channels_last"],
                      "ratio": med["channels_last"] / med["contiguous"]})

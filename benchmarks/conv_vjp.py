@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contdepth.io import write_json_atomic  # noqa: E402
-from run import machine  # noqa: E402
+from run import interleave, machine  # noqa: E402
 
 # (batch, channels, height): cubic MNIST, the conv benchmark field, the ODE-Net (width 64), resnet MNIST
 SHAPES = [(64, 10, 28), (32, 16, 28), (128, 64, 7), (128, 1, 28)]
@@ -60,12 +59,7 @@ def main() -> None:
         for name, fn in fns.items():
             for got, want in zip(fn(), ref):
                 torch.testing.assert_close(got.contiguous(), want.contiguous(), rtol=1e-4, atol=1e-3, msg=name)
-        times: dict[str, list[float]] = {name: [] for name in fns}
-        for r in range(args.rounds):
-            for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-                start = time.perf_counter()
-                fns[name]()
-                times[name].append(time.perf_counter() - start)
+        times = interleave(fns, args.rounds)
         ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
         base = ms["convolution_backward (autograd's)"]
         rows.append({"batch": b, "channels": c, "size": h, "median_ms": ms,

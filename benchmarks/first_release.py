@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contdepth as cd  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
-from run import machine  # noqa: E402
+from run import interleave, machine  # noqa: E402
 
 FIRST_RELEASE = "27d1110"
 # (field, batch, method, steps or None for dopri5 at rtol 1e-3, gradient)
@@ -101,15 +100,7 @@ def main() -> None:
             label = "/".join(str(c) for c in case)
             if args.only not in label:
                 continue
-            run = {"now": training_step(cd, *case), "first": training_step(first, *case)}
-            for fn in run.values():
-                fn()
-            times: dict[str, list[float]] = {name: [] for name in run}
-            for r in range(args.reps):
-                for name in (("now", "first") if r % 2 == 0 else ("first", "now")):
-                    start = time.perf_counter()
-                    run[name]()
-                    times[name].append(time.perf_counter() - start)
+            times = interleave({"now": training_step(cd, *case), "first": training_step(first, *case)}, args.reps)
             now, old = statistics.median(times["now"]), statistics.median(times["first"])
             paired = statistics.median(a / b for a, b in zip(times["now"], times["first"]))
             rows.append({"case": label, "now_s": now, "first_release_s": old, "ratio": now / old, "paired_ratio": paired})

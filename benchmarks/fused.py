@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 from unittest import mock
@@ -28,7 +26,7 @@ import contdepth as cd  # noqa: E402
 from baselines import make_field  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 from contdepth.models.mnist import build_mnist_model  # noqa: E402
-from run import machine  # noqa: E402
+from run import interleave, machine  # noqa: E402
 
 # (field, batch, method, steps) x gradient methods
 FIELD_CASES = [("conv", 32, "euler", 32), ("conv", 32, "rk4", 32), ("dense", 64, "euler", 64),
@@ -82,17 +80,11 @@ def main() -> None:
         if args.only not in label:
             continue
         run = make()
-        contexts = {"on": nullcontext, "off": autograd_only}
-        for name in contexts:
-            with contexts[name]():
+
+        def off(run=run) -> None:
+            with autograd_only():
                 run()
-        times: dict[str, list[float]] = {name: [] for name in contexts}
-        for r in range(args.reps):
-            for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
-                with contexts[name]():
-                    start = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - start)
+        times = interleave({"on": run, "off": off}, args.reps)
         on, off = statistics.median(times["on"]), statistics.median(times["off"])
         rows.append({"case": label, "on_s": on, "off_s": off, "ratio": on / off, "times_on_s": times["on"],
                      "times_off_s": times["off"]})

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchdiffeq as tdq
@@ -131,6 +132,21 @@ def machine() -> dict:
     return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
                 cpu_count=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
                 torchdiffeq=tdq.__version__, torch_num_threads=torch.get_num_threads(), git_commit=commit)
+
+
+def interleave(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Each runner once to warm up, then ``reps`` timed rounds of all of them, the order reversed
+    every other round: per runner its times in seconds (the medians and ratios are the caller's)."""
+    for run in runs.values():
+        run()
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def _ms(seconds: float | None) -> str:
