@@ -208,3 +208,13 @@ def test_channels_last_states_keep_their_layout_and_gradients(gradient):
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-12, atol=1e-14)
     for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_fused_checkpoint_is_bit_for_bit_fused_backprop(method):
+    """Both run the same stage arithmetic (checkpoint recomputes it): identical gradients."""
+    field = _randomised(cd.fields.ConvResidual(2, GRID, activation="tanh"))
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    grads = [_gradients(field, x, method=method, steps=8, gradient=g, t_eval=(0.0, 0.3, 1.0))[1]
+             for g in ("backprop", "checkpoint")]
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
