@@ -122,6 +122,25 @@ def plot(results: dict[tuple[str, int], dict], args: argparse.Namespace, path: P
     cplot.save(fig, path, dpi=120)
 
 
+def plot_curves(results: dict[tuple[str, int], dict], args: argparse.Namespace, path: Path) -> None:
+    """Test accuracy per epoch: one panel per model, one line per depth, the seed's 50-epoch
+    numbers as dotted levels."""
+    fig, axes = plt.subplots(1, len(args.models), figsize=(4.2 * len(args.models), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, m in zip(axes[0], args.models):
+        series = {f"depth {d}": [100 * a for a in results[(m, d)]["history"]["eval_acc"]]
+                  for d in args.depths if results[(m, d)] is not None}
+        if series:
+            cplot.curves(series, ax=ax, ylabel="test accuracy (%)", title=m)
+        for i, d in enumerate(args.depths):
+            if d in SEED[m]:
+                ax.axhline(SEED[m][d], color=f"C{i}", ls=":", lw=1)
+        ax.grid(alpha=0.3)
+    fig.suptitle("MNIST test accuracy by epoch (dotted: seed 000 after 50 epochs)")
+    fig.tight_layout()
+    cplot.save(fig, path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     start(args)
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     md = table(results, args)
     (out / "table.md").write_text(md)
     plot(results, args, out / "accuracy_vs_depth.png")
+    plot_curves(results, args, out / "curves.png")
     summary = {f"{m}-d{d}": {k: r[k] for k in ("model", "depth", "params", "epochs", "train_images", "test_acc",
                                                "wall_s", "command")}
                for (m, d), r in results.items() if r is not None}

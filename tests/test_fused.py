@@ -39,6 +39,7 @@ FIELDS = {
     "conv-relu": (lambda g: cd.fields.ConvResidual(2, g), (2, 2, 5, 5)),
     "conv-tanh-k5": (lambda g: cd.fields.ConvResidual(2, g, kernel_size=5, activation="tanh"), (2, 2, 6, 5)),
     "conv-cubic": (lambda g: cd.fields.ConvCubicFriction(2, g), (2, 2, 5, 5)),
+    "conv-16-channels": (lambda g: cd.fields.ConvResidual(16, g), (2, 16, 4, 3)),  # conv_vjp's other branch
     "pde1": (lambda g: cd.fields.PDEStencil(2, g, variant="pde1"), (2, 2, 5, 6)),
     "pde2-tanh": (lambda g: cd.fields.PDEStencil(2, g, variant="pde2", activation="tanh"), (2, 2, 5, 6)),
 }

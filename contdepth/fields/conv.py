@@ -24,20 +24,20 @@ def conv_vjp(psi: torch.Tensor, weight: torch.Tensor, g: torch.Tensor, *, groups
     """The cotangent ``g`` of a stride-1, same-padded ``F.conv2d(psi, weight, bias, groups=groups)``
     (``groups`` 1, or depthwise) pulled back to (psi, weight, bias).
 
-    For ``groups=1`` psi's gradient is the forward convolution of g with the flipped kernel (in
-    and out channels swapped): the numbers of ``convolution_backward``'s input gradient, which on
-    CPU is 1.5x to 25x slower for few channels (benchmarks/conv_vjp.py). Weight and bias, and
-    everything for depthwise convolutions: ``convolution_backward``.
-    The same numbers as autograd's to float rounding (another summation order).
+    One ``convolution_backward`` call (what autograd does), except for a contiguous (NCHW) state
+    with fewer than 16 channels: there psi's gradient is the forward convolution of g with the
+    flipped kernel (in and out channels swapped), the same numbers 1.1x (10 channels) to 8x (1
+    channel) faster on this project's CPU; from 16 channels, or for channels-last states, the single
+    call is as fast or faster (``python benchmarks/conv_vjp.py``, docs/PERFORMANCE.md).
     """
     pad = weight.shape[-1] // 2
-    backward = lambda g, psi, mask: torch.ops.aten.convolution_backward(
+    backward = lambda mask: torch.ops.aten.convolution_backward(
         g, psi, weight, [weight.shape[0]] if bias else None, [1, 1], [pad, pad], [1, 1], False, [0, 0], groups, mask)
-    if groups > 1:  # depthwise: convolution_backward is fast as it is
-        return backward(g, psi, [True, True, bias])
-    psi_bar = F.conv2d(g, weight.flip(-1, -2).transpose(0, 1), padding=pad)
-    _, w_bar, b_bar = backward(g, psi, [False, True, bias])
-    return psi_bar, w_bar, b_bar
+    channels = psi.shape[1]
+    if groups > 1 or channels >= 16 or (channels > 1 and psi.is_contiguous(memory_format=torch.channels_last)):
+        return backward([True, True, bias])
+    _, w_bar, b_bar = backward([False, True, bias])
+    return F.conv2d(g, weight.flip(-1, -2).transpose(0, 1), padding=pad), w_bar, b_bar
 
 
 class ConvResidual(ControlledField):
