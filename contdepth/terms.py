@@ -56,6 +56,11 @@ class Term:
         """True when :meth:`vjp` is implemented (then fixed-step gradients skip autograd's graph)."""
         return False
 
+    @property
+    def vjp_uses_output(self) -> bool:
+        """False when :meth:`vjp` ignores its ``f`` (then a tape need not keep the stage derivatives)."""
+        return True
+
     def vjp(self, t: float, y: State, side: int, f: State, cotangent: State, grads: list[torch.Tensor],
             scale: float = 1.0) -> State:
         """cotangent^T df/dy at (t, y), where f = term(t, y, side); adds scale * cotangent^T df/dp

@@ -219,3 +219,17 @@ def test_fused_checkpoint_is_bit_for_bit_fused_backprop(method):
     grads = [_gradients(field, x, method=method, steps=8, gradient=g, t_eval=(0.0, 0.3, 1.0))[1]
              for g in ("backprop", "checkpoint")]
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+@pytest.mark.parametrize("name, per_stage", [("conv-cubic", 1), ("conv-relu", 2)])
+def test_backprop_tape_keeps_stage_derivatives_only_when_the_vjp_uses_them(name, per_stage):
+    """The friction fields' VJPs need only the stage states: their tape holds one state per stage
+    (the relu field's also each stage's derivative), all seen by the memory accounting."""
+    from contdepth.analysis.memory import saved_tensor_bytes
+    make, shape = FIELDS[name]
+    field = _randomised(make(GRID))
+    x = 0.5 * torch.randn(shape, dtype=torch.float64)
+    with saved_tensor_bytes() as saved:
+        cd.odesolve(field, x, method="rk4", steps=4)
+    assert saved.tensors == 4 * 4 * per_stage
+    assert saved.bytes == saved.tensors * x.numel() * 8

@@ -101,6 +101,12 @@ class ControlledField(nn.Module):
         raise NotImplementedError
 
     @property
+    def vjp_uses_output(self) -> bool:
+        """False when :meth:`vector_field_vjp` ignores ``out`` (a gradient tape then keeps only the
+        stage states, not the stage derivatives)."""
+        return True
+
+    @property
     def has_vjp(self) -> bool:
         """True when :meth:`vector_field_vjp` belongs to the same class as :meth:`vector_field` (a
         subclass that changes the field but not its VJP falls back to autograd)."""
@@ -170,6 +176,10 @@ class ControlTerm(Term):
     def has_vjp(self) -> bool:
         own = {id(p) for p in self.field.parameters()}
         return self.field.has_vjp and all(id(p) in own for p in self._params)
+
+    @property
+    def vjp_uses_output(self) -> bool:
+        return self.field.vjp_uses_output
 
     def vjp(self, t: float, y, side: int, f, cotangent, grads: list[torch.Tensor], scale: float = 1.0):
         """The field's :meth:`~ControlledField.vector_field_vjp`; a knot value's gradient goes to its

@@ -66,6 +66,10 @@ class ConvResidual(ControlledField):
         psi_bar, w_bar, b_bar = conv_vjp(psi, theta["weight"], ACTIVATION_VJPS[self.activation](cotangent, out))
         return psi_bar, {"weight": w_bar, "bias": b_bar}
 
+    @property
+    def vjp_uses_output(self) -> bool:
+        return self.activation != "identity"
+
     def check_state(self, psi):
         check_dims("ConvResidual", psi, 4, 1, self.channels, "(B, C, H, W)")
 

@@ -62,6 +62,8 @@ class CubicFrictionMixin:
             g = torch.where(g <= self.gamma_max, g, torch.full_like(g, self.gamma_max))
         return g
 
+    vjp_uses_output = False  # the friction fields' VJPs need psi only
+
     def friction_vjp(self, psi: torch.Tensor, cotangent: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """cotangent^T d/dpsi and d/dgamma of minus the friction term, -gamma sign(psi) |psi|^mu
         (the gamma entry only when gamma is learned)."""
@@ -132,6 +134,10 @@ class DenseResidual(ControlledField):
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
         g = ACTIVATION_VJPS[self.activation](cotangent, out)
         return g @ theta["weight"], {"weight": g.t() @ psi, "bias": g.sum(0)}
+
+    @property
+    def vjp_uses_output(self) -> bool:
+        return self.activation != "identity"
 
     def check_state(self, psi):
         check_dims(type(self).__name__, psi, 2, 1, self.dim, "(B, dim)")

@@ -80,5 +80,9 @@ class PDEStencil(ControlledField):
         return psi_bar.view(b, c, h, w), {"alpha": theta["alpha"] * a2, "beta": beta, "sigma": theta["sigma"] * s2,
                                           "rho": rho, "gamma": gamma}
 
+    @property
+    def vjp_uses_output(self) -> bool:
+        return self.activation != "identity"
+
     def check_state(self, psi):
         check_dims("PDEStencil", psi, 4, 1, self.channels, "(B, C, H, W)")

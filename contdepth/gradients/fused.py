@@ -56,12 +56,12 @@ class _Fused(torch.autograd.Function):
         records: list = []
         saved: list[torch.Tensor] = []  # through save_for_backward, so memory accounting sees them
         with torch.no_grad():
-            if keep_stages:  # per step: its stage states Y_i, then its stage derivatives k_i
+            if keep_stages:  # per step: its stage states Y_i, then (if the VJP uses them) its stage derivatives k_i
                 taping = _Taping(problem.stepper)
 
                 def keep(rec, y, state):
                     records.append(rec)
-                    saved.extend(taping.tape[1] + taping.tape[2])
+                    saved.extend(taping.tape[1] + (taping.tape[2] if problem.term.vjp_uses_output else []))
 
                 outs, _ = dataclasses.replace(problem, stepper=taping).march(y0, on_step=keep)
             else:  # per step: its start
@@ -78,7 +78,8 @@ class _Fused(torch.autograd.Function):
         y0, *saved = ctx.saved_tensors
         term, stepper = problem.term, problem.stepper
         stages = stepper.tableau.stages
-        per_step = 2 * stages if ctx.keep_stages else 1
+        with_ks = term.vjp_uses_output
+        per_step = (2 if with_ks else 1) * stages if ctx.keep_stages else 1
         g = [out[0] for out in output_grads(y0, grads, len(problem.out_times))]
         param_grads = [torch.zeros_like(p) for p in problem.params()]
         y_bar = torch.zeros_like(y0)
@@ -86,7 +87,7 @@ class _Fused(torch.autograd.Function):
             for j in reversed(range(len(ctx.records))):
                 rec, kept = ctx.records[j], saved[j * per_step:(j + 1) * per_step]
                 problem.stats.backward.accepted_steps += 1
-                tape = (rec.t, kept[:stages], kept[stages:]) if ctx.keep_stages else \
+                tape = (rec.t, kept[:stages], kept[stages:] if with_ks else [None] * stages) if ctx.keep_stages else \
                     stepper.taped_step(term, rec.t, rec.h, kept[0])[1]
                 start_bar = None  # outputs inside the step are (1 - s) y + s y1
                 for i, s in rec.outs:
