@@ -185,12 +185,8 @@ class ControlTerm(Term):
         """The field's :meth:`~ControlledField.vector_field_vjp`; a knot value's gradient goes to its
         knot (to both neighbours, weighted 1 - w and w, for linear theta)."""
         grid, field = self.field.grid, self.field
-        if grid.interp == "constant":
-            l, r, w = grid.cell(t, side), 0, 0.0
-            theta = self.knots()[l] if field.control_names else {}
-        else:
-            l, r, w = grid.weights(t, side)
-            theta = field.theta_at(t, knots=self.knots(), side=side)
+        l, r, w = (grid.cell(t, side), 0, 0.0) if grid.interp == "constant" else grid.weights(t, side)
+        theta = field.theta_at(t, knots=self.knots(), cell=l, side=side)  # cell: used by constant theta only
         y_bar, named = field.vector_field_vjp(time_tensor(t, y.dtype, y.device), y, theta, f, cotangent)
         slots = self._grad_slots()
         for name, g in named.items():

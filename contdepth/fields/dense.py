@@ -11,11 +11,14 @@ from ..grid import ControlGrid
 from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
 
 
+def signed_power(psi: torch.Tensor, mu: float) -> torch.Tensor:
+    """sign(psi) |psi|^mu (psi^3 for mu = 3)."""
+    return psi.pow(3) if mu == 3.0 else psi.sign() * psi.abs().pow(mu)
+
+
 def friction(psi: torch.Tensor, gamma: torch.Tensor, mu: float) -> torch.Tensor:
     """The friction term gamma * sign(psi) |psi|^mu of seed 002 eq. 57 (gamma psi^3 for mu = 3, eq. 56)."""
-    if mu == 3.0:
-        return gamma * psi.pow(3)
-    return gamma * psi.sign() * psi.abs().pow(mu)
+    return gamma * signed_power(psi, mu)
 
 
 class CubicFrictionMixin:
@@ -67,17 +70,14 @@ class CubicFrictionMixin:
     def friction_vjp(self, psi: torch.Tensor, cotangent: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """cotangent^T d/dpsi and d/dgamma of minus the friction term, -gamma sign(psi) |psi|^mu
         (the gamma entry only when gamma is learned)."""
-        power = psi.pow(3) if self.mu == 3.0 else psi.sign() * psi.abs().pow(self.mu)
+        gamma = self.bounded_gamma()
         slope = 3 * psi.square() if self.mu == 3.0 else self.mu * psi.abs().pow(self.mu - 1)
         grads = {}
         if self.gamma.requires_grad:
-            g = -(cotangent * power).sum()
-            if self.gamma_min is not None or self.gamma_max is not None:  # bounded_gamma passes it inside the bounds
-                inside = (self.gamma >= (-math.inf if self.gamma_min is None else self.gamma_min)) & \
-                         (self.gamma <= (math.inf if self.gamma_max is None else self.gamma_max))
-                g = torch.where(inside, g, torch.zeros_like(g))
-            grads["gamma"] = g
-        return -self.bounded_gamma() * slope * cotangent, grads
+            g = -(cotangent * signed_power(psi, self.mu)).sum()
+            # bounded_gamma passes gamma itself (gradient 1) inside and on the bounds, a constant outside
+            grads["gamma"] = torch.where(gamma == self.gamma, g, torch.zeros_like(g))
+        return -gamma * slope * cotangent, grads
 
     @torch.no_grad()
     def project_(self) -> None:
