@@ -1,7 +1,7 @@
 """Train a continuous-depth MNIST classifier (seed 000 ch. 4, seed 002 sec. 5.2, Chen et al. 2018).
 
     python examples/mnist.py --model {pde1,pde2,resnet,cubic,odenet} --depth N --epochs E [--quick] [--out DIR]
-        [--optimizer O] [--lr LR] [--schedule {constant,cosine,warmup-cosine}] [--batch-size B] [--clip C]
+        [--optimizer O] [--lr LR] [--gamma-lr LR] [--schedule {constant,cosine,warmup-cosine}] [--batch-size B] [--clip C]
         [--seed S] [--threads N] [--no-progress] [--data DIR]
     torchrun --standalone --nproc_per_node=2 examples/mnist.py ...   # DistributedDataParallel
 
@@ -38,6 +38,7 @@ from contdepth.cli import (example_parser, finish, nonnegative_float, nonnegativ
                            positive_int, start)
 from contdepth.io import write_json_atomic
 from contdepth.models import DEFAULT_DEPTH, MNIST_MODELS, build_mnist_model
+from contdepth.models.mnist import CUBIC_GAMMA_MAX
 from contdepth.train import evaluate, fit
 
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
@@ -72,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=positive_int, default=None, help="per process (default per model)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default per model")
     p.add_argument("--lr", type=positive_float, default=None, help="default per model")
+    p.add_argument("--gamma-lr", type=positive_float, default=None,
+                   help="cubic only: the learning rate of gamma (default --lr x gamma's upper bound 1e-3: Adam moves "
+                        "every parameter by about lr per step, gamma's range is [0, 1e-3])")
     p.add_argument("--momentum", type=nonnegative_float, default=0.9, help="SGD only")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="learning rate: constant; cosine (decay per epoch); warmup-cosine (per batch: linear "
@@ -97,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.model == "cubic" and args.depth not in (None, 20):
         p.error(f"argument --depth: must be 20 for --model cubic (seed 002 sec. 5.2), got {args.depth}")
+    if args.gamma_lr is not None and args.model != "cubic":
+        p.error(f"argument --gamma-lr: only --model cubic has a learned gamma, got --model {args.model}")
     if args.quick:
         for name, value in QUICK[args.model].items():
             if getattr(args, name) is None:
@@ -123,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_size = bs if args.batch_size is None else args.batch_size
     args.schedule = "cosine" if args.cosine else (args.schedule or schedule)
     args.clip = args.clip if args.clip is not None else clip
+    if args.model == "cubic" and args.gamma_lr is None:
+        args.gamma_lr = args.lr * CUBIC_GAMMA_MAX
     if args.label_smoothing is not None and args.label_smoothing >= 1:
         p.error(f"argument --label-smoothing: must be in [0, 1), got {args.label_smoothing}")
     if args.label_smoothing is None:
@@ -137,6 +145,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
     """Optimizer steps in one epoch of ``images`` sharded over ``world`` processes."""
     return math.ceil(math.ceil(images / world) / batch_size)
+
+
+def make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """Adam or SGD over the model's parameters at ``args.lr``; the cubic field's gamma in its own group
+    at ``args.gamma_lr`` (schedules scale both groups alike; the PDE fields' gamma is a stencil weight)."""
+    own = (lambda name: name == "block.field.gamma") if args.model == "cubic" else (lambda name: False)
+    gamma = [p for name, p in model.named_parameters() if own(name)]
+    rest = [p for name, p in model.named_parameters() if not own(name)]
+    groups = [{"params": rest}] + ([{"params": gamma, "lr": args.gamma_lr}] if gamma else [])
+    if args.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=args.lr)
+    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, *, epochs: int, steps_per_epoch: int,
@@ -199,10 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = build_mnist_model(args.model, args.depth, width=args.width, rtol=args.rtol, atol=args.atol).to(device)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if args.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    opt = make_optimizer(model, args)
     sched = make_scheduler(opt, args.schedule, epochs=args.epochs, warmup=args.warmup,
                            steps_per_epoch=steps_per_epoch(len(train[1]), args.batch_size, world))
     field = model.block.field
@@ -215,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
         "train_images": len(train[1]), "test_images": len(test[1]), "batch_size": args.batch_size,
         "world_size": world, "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule,
         "warmup": args.warmup if args.schedule == "warmup-cosine" else None,
-        "momentum": args.momentum if args.optimizer == "sgd" else None, "smooth_lambda": args.smooth,
+        "momentum": args.momentum if args.optimizer == "sgd" else None, "gamma_lr": args.gamma_lr,
+        "smooth_lambda": args.smooth,
         "label_smoothing": args.label_smoothing,
         "gamma_bounds": [getattr(field, "gamma_min", None), getattr(field, "gamma_max", None)],
         "clip_grad_norm": args.clip,

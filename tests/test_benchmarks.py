@@ -134,3 +134,24 @@ def test_channels_last_benchmark_writes_json(tmp_path):
     rows = json.loads(out.read_text())["cases"]
     assert {r["case"] for r in rows} >= {"mnist-cubic(B=64)", "conv(B=32)/rk4/steps=32"}
     assert all(r["ratio"] == pytest.approx(r["channels_last_s"] / r["contiguous_s"]) for r in rows)
+
+
+def test_compile_threads_and_profile_benchmarks_write_json(tmp_path):
+    """compile.py (aot_eager here: the inductor's code generation takes tens of seconds), threads.py
+    and profile_steps.py on one case each."""
+    out = tmp_path / "compile.json"
+    _run([str(ROOT / "benchmarks" / "compile.py"), "--reps", "1", "--backend", "aot_eager",
+          "--only", "dense(B=64)/euler", "--json", str(out)], tmp_path)
+    (row,) = json.loads(out.read_text())["cases"]
+    assert row["ratio"] == pytest.approx(row["compiled_s"] / row["eager_s"]) and row["compile_s"] > 0
+    assert row["vs_torchdiffeq"] == pytest.approx(row["compiled_s"] / row["torchdiffeq_s"])
+    out = tmp_path / "threads.json"
+    _run([str(ROOT / "benchmarks" / "threads.py"), "--reps", "1", "--only", "dense(B=64)/euler/backprop",
+          "--json", str(out)], tmp_path)
+    (row,) = json.loads(out.read_text())["cases"]
+    assert row["ratio"] == pytest.approx(row["two_threads_s"] / row["one_thread_s"])
+    out = tmp_path / "profile.json"
+    _run([str(ROOT / "benchmarks" / "profile_steps.py"), "--steps", "1", "--only", "dense(B=64)/euler",
+          "--json", str(out)], tmp_path)
+    (row,) = json.loads(out.read_text())["cases"]
+    assert row["top"] and all(t["op"].startswith("aten::") for t in row["top"]) and 0 <= row["outside_aten"] <= 1

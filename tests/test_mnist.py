@@ -263,6 +263,27 @@ def test_runner_rejects_bad_arguments(capsys):
     assert "--batch-size" in capsys.readouterr().err
 
 
+def test_cubic_gamma_has_its_own_learning_rate(capsys):
+    """gamma's range is [0, 1e-3]: Adam moves every parameter by about lr per step, so gamma gets
+    lr x 1e-3 by default, in its own group that the schedule scales like the rest."""
+    runner = _load_runner()
+    args = runner.parse_args(["--model", "cubic", "--lr", "2e-3", "--data", str(DATA)])
+    model = build_mnist_model("cubic")
+    opt = runner.make_optimizer(model, args)
+    (rest, gamma) = opt.param_groups
+    assert rest["lr"] == 2e-3 and gamma["lr"] == pytest.approx(2e-6)
+    assert gamma["params"] == [model.block.field.gamma] and len(rest["params"]) == 2
+    sched = runner.make_scheduler(opt, "warmup-cosine", epochs=1, steps_per_epoch=10, warmup=0.5)
+    assert gamma["lr"] / rest["lr"] == pytest.approx(1e-3) and sched.get_last_lr()[0] < 2e-3
+    explicit = runner.parse_args(["--model", "cubic", "--gamma-lr", "1e-5", "--data", str(DATA)])
+    assert runner.make_optimizer(build_mnist_model("cubic"), explicit).param_groups[1]["lr"] == 1e-5
+    pde = runner.parse_args(["--model", "pde1", "--data", str(DATA)])  # its gamma is a stencil weight
+    assert [g["lr"] for g in runner.make_optimizer(build_mnist_model("pde1"), pde).param_groups] == [1e-3]
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--model", "resnet", "--gamma-lr", "1e-5", "--data", str(DATA)])
+    assert "--gamma-lr" in capsys.readouterr().err
+
+
 def test_sweep_writes_table_and_plot(tmp_path):
     spec = importlib.util.spec_from_file_location("mnist_sweep", REPO / "examples" / "mnist_sweep.py")
     sweep = importlib.util.module_from_spec(spec)

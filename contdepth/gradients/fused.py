@@ -10,6 +10,9 @@ is gone. ``backprop`` keeps every step's stage states and derivatives (autograd'
 ``checkpoint`` keeps each step's start and recomputes its stages during the backward pass.
 
 A second derivative (``create_graph=True``) is taken through a re-run of the solve under autograd.
+Under ``torch.compile`` the solve takes the autograd path instead: dynamo traces those steps into
+one graph and AOTAutograd compiles their backward, which beats the hand-written pass (that one
+would run eagerly between graph breaks; docs/PERFORMANCE.md, "torch.compile").
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from .common import counting, output_grads, stack_outputs, with_t0_outputs
 
 
 def fused_applies(problem: Problem, y0: State) -> bool:
-    """True when :func:`solve_fused` can differentiate ``problem`` (see the module docstring) and a
-    gradient is wanted (under ``torch.no_grad`` there is nothing to keep)."""
-    return (isinstance(y0, torch.Tensor) and isinstance(problem.grid, FixedGrid) and torch.is_grad_enabled()
+    """True when :func:`solve_fused` can differentiate ``problem`` (see the module docstring), a
+    gradient is wanted (under ``torch.no_grad`` there is nothing to keep) and dynamo is not tracing."""
+    return (not torch.compiler.is_compiling() and isinstance(y0, torch.Tensor)
+            and isinstance(problem.grid, FixedGrid) and torch.is_grad_enabled()
             and (y0.requires_grad or any(p.requires_grad for p in problem.params()))
             and getattr(problem.stepper, "has_vjp", False) and problem.term.has_vjp
             and len(problem.params()) == len(problem.term.params()))  # no trainable stepper

@@ -1,0 +1,105 @@
+"""``torch.compile`` of a training step: compile time, steady-state speed, break-even, in one process.
+
+    python benchmarks/compile.py [--reps N] [--only SUBSTRING] [--backend B] [--json out.json]
+
+Per case one training step (solve, mean-square loss, backward) three ways: eager (the library as
+it is), ``torch.compile`` of the forward (the solve and the loss; the backward runs the graph
+AOTAutograd compiled with it), and torchdiffeq eager as the outside reference. ``compile_s`` is
+the first compiled call minus a steady compiled call, with an empty inductor cache (a fresh
+``TORCHINDUCTOR_CACHE_DIR``: what a user's first run pays). The steady times come from
+interleaved rounds; ``ratio`` = median(compiled) / median(eager), ``vs_torchdiffeq`` =
+median(compiled) / median(torchdiffeq); ``break_even_steps`` = compile_s / (eager - compiled), the
+training steps after which compiling has paid (None if it never does). Single-threaded.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="contdepth-inductor-")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contdepth as cd  # noqa: E402
+from baselines import Case, make_field, torchdiffeq  # noqa: E402
+from contdepth.io import write_json_atomic  # noqa: E402
+from run import interleave, machine  # noqa: E402
+
+# (field, batch, method, steps, gradient)
+CASES = [("dense", 64, "euler", 64, "backprop"), ("dense", 64, "rk4", 64, "backprop"),
+         ("dense", 5000, "rk4", 64, "backprop"), ("dense", 64, "rk4", 64, "checkpoint"),
+         ("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backprop")]
+
+
+def steps(kind: str, batch: int, method: str, n: int, gradient: str, backend: str) -> dict[str, Callable[[], None]]:
+    """The eager, compiled and torchdiffeq training steps of one case (each its own copy of the field)."""
+    runs = {}
+    for mode in ("eager", "compiled"):
+        field, x = make_field(kind, batch=batch)
+
+        def forward(field=field, x=x) -> torch.Tensor:
+            return cd.odesolve(field, x, method=method, steps=n, gradient=gradient).square().mean()
+        fwd = torch.compile(forward, backend=backend) if mode == "compiled" else forward
+
+        def run(field=field, fwd=fwd) -> None:
+            for p in field.parameters():
+                p.grad = None
+            fwd().backward()
+        runs[mode] = run
+    field, x = make_field(kind, batch=batch)
+    runs["torchdiffeq"] = torchdiffeq(Case("torchdiffeq", field, x, method, gradient, steps=n))
+    return runs
+
+
+def first_call_s(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
+    parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser.add_argument("--backend", default="inductor", help="torch.compile's backend (default inductor)")
+    parser.add_argument("--json", help="write the results to this file (atomically)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for kind, batch, method, n, gradient in CASES:
+        label = f"{kind}(B={batch})/{method}/{gradient}/steps={n}"
+        if args.only not in label:
+            continue
+        runs = steps(kind, batch, method, n, gradient, args.backend)
+        first = first_call_s(runs["compiled"])
+        times = interleave(runs, args.reps)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        compile_s = first - med["compiled"]
+        gain = med["eager"] - med["compiled"]
+        row = {"case": label, "eager_s": med["eager"], "compiled_s": med["compiled"],
+               "torchdiffeq_s": med["torchdiffeq"], "ratio": med["compiled"] / med["eager"],
+               "eager_vs_torchdiffeq": med["eager"] / med["torchdiffeq"],
+               "vs_torchdiffeq": med["compiled"] / med["torchdiffeq"], "compile_s": compile_s,
+               "break_even_steps": compile_s / gain if gain > 0 else None,
+               "times_s": times}
+        rows.append(row)
+        even = "never" if row["break_even_steps"] is None else f"{row['break_even_steps']:.0f} steps"
+        print(f"{label:36s} eager {1e3 * med['eager']:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
+              f"(ratio {row['ratio']:.2f}, vs torchdiffeq {row['vs_torchdiffeq']:.2f})  "
+              f"compile {compile_s:5.1f} s, pays after {even}", flush=True)
+    if args.json:
+        write_json_atomic(args.json, {"machine": machine(), "reps": args.reps, "backend": args.backend,
+                                      "cases": rows})
+
+
+if __name__ == "__main__":
+    main()

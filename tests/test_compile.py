@@ -1,0 +1,76 @@
+"""``torch.compile`` of a training step: the gradients are the eager ones, and the solve is traced.
+
+Backend ``aot_eager`` (dynamo's trace and AOTAutograd's backward, no code generation: seconds,
+not the inductor's tens of seconds; benchmarks/compile.py times the inductor). Under compile the
+fixed-step solve takes the autograd path (contdepth/gradients/fused.py), so the whole step loop
+is one graph; checkpoint and the adjoint graph-break into their eager autograd Functions. Each
+gradient is compared with the eager solve's in float64.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounterWithBackend
+
+import contdepth as cd
+import contdepth.gradients.backprop as backprop
+
+pytestmark = pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+
+
+def _field(kind: str) -> tuple[cd.fields.ControlledField, torch.Tensor]:
+    torch.manual_seed(0)
+    if kind == "dense":
+        field, x = cd.fields.DenseResidual(3, cd.ControlGrid(0.0, 1.0, 4), activation="tanh"), torch.randn(5, 3)
+    else:
+        field = cd.fields.ConvCubicFriction(2, cd.ControlGrid(0.0, 1.0, 4), gamma=0.3, learn_gamma=True)
+        x = torch.randn(3, 2, 5, 5)
+    field = field.double()
+    with torch.no_grad():
+        for p in field.parameters():
+            p.normal_(0.1, 0.3)
+    return field, x.double().requires_grad_()
+
+
+def _grads(field, x, step) -> list[torch.Tensor]:
+    for p in [x, *field.parameters()]:
+        p.grad = None
+    step().backward()
+    return [x.grad.clone(), *(p.grad.clone() for p in field.parameters())]
+
+
+@pytest.mark.parametrize("kind,method,gradient", [
+    ("dense", "euler", "backprop"), ("dense", "rk4", "backprop"), ("dense", "rk4", "checkpoint"),
+    ("dense", "rk4", "adjoint"), ("dense", "dopri5", "backprop"), ("conv", "rk4", "backprop")])
+def test_compiled_step_has_the_eager_gradient(kind, method, gradient):
+    torch._dynamo.reset()
+    field, x = _field(kind)
+    steps = None if method == "dopri5" else 4
+    kwargs = dict(rtol=1e-4, atol=1e-4) if method == "dopri5" else {}
+
+    def loss() -> torch.Tensor:
+        return cd.odesolve(field, x, method=method, steps=steps, gradient=gradient, **kwargs).square().mean()
+
+    eager = _grads(field, x, loss)
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = _grads(field, x, torch.compile(loss, backend=counter))
+    assert counter.frame_count >= 1
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_compiled_fixed_step_solve_is_one_traced_loop(monkeypatch):
+    """Under compile the fused Function is not taken (it would run eagerly between graph breaks):
+    every step's operations are in the traced graphs."""
+    torch._dynamo.reset()
+    calls = []
+    applies = backprop.fused_applies
+    monkeypatch.setattr(backprop, "fused_applies", lambda *a: calls.append(applies(*a)) or calls[-1])
+    field, x = _field("dense")
+    counter = CompileCounterWithBackend("aot_eager")
+    loss = lambda: cd.odesolve(field, x, method="euler", steps=8).square().mean()  # noqa: E731
+    loss().backward()
+    torch.compile(loss, backend=counter)().backward()
+    assert calls == [True, False]  # eager: the fused path; compiled: autograd's
+    assert counter.op_count >= 8 * 3  # per Euler step at least the matmul, the activation and the update
+    assert counter.frame_count <= 8    # a few graph breaks (finiteness checks, statistics), not one per step
