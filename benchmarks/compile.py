@@ -4,7 +4,8 @@
 
 Per case one training step (solve, mean-square loss, backward) three ways: eager (the library as
 it is), ``torch.compile`` of the forward (the solve and the loss; the backward runs the graph
-AOTAutograd compiled with it), and torchdiffeq eager as the outside reference. ``compile_s`` is
+AOTAutograd compiled with it), and torchdiffeq eager as the outside reference. The MNIST cases:
+one step of ``build_mnist_model(M)`` (cross entropy, the example's batch), eager and compiled. ``compile_s`` is
 the first compiled call minus a steady compiled call, with an empty inductor cache (a fresh
 ``TORCHINDUCTOR_CACHE_DIR``: what a user's first run pays). The steady times come from
 interleaved rounds; ``ratio`` = median(compiled) / median(eager), ``vs_torchdiffeq`` =
@@ -32,12 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contdepth as cd  # noqa: E402
 from baselines import Case, make_field, torchdiffeq  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
+from contdepth.models.mnist import build_mnist_model  # noqa: E402
 from run import interleave, machine  # noqa: E402
 
 # (field, batch, method, steps, gradient)
 CASES = [("dense", 64, "euler", 64, "backprop"), ("dense", 64, "rk4", 64, "backprop"),
          ("dense", 5000, "rk4", 64, "backprop"), ("dense", 64, "rk4", 64, "checkpoint"),
          ("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backprop")]
+MNIST_CASES = [("pde1", 128), ("resnet", 128), ("cubic", 64)]
 
 
 def steps(kind: str, batch: int, method: str, n: int, gradient: str, backend: str) -> dict[str, Callable[[], None]]:
@@ -60,6 +63,25 @@ def steps(kind: str, batch: int, method: str, n: int, gradient: str, backend: st
     return runs
 
 
+def mnist_steps(name: str, batch: int, backend: str) -> dict[str, Callable[[], None]]:
+    """One eager and one compiled training step of the MNIST model ``name`` (each its own copy)."""
+    runs = {}
+    for mode in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = build_mnist_model(name)
+        x, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+
+        def forward(model=model, x=x, labels=labels) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(model(x), labels)
+        fwd = torch.compile(forward, backend=backend) if mode == "compiled" else forward
+
+        def run(model=model, fwd=fwd) -> None:
+            model.zero_grad(set_to_none=True)
+            fwd().backward()
+        runs[mode] = run
+    return runs
+
+
 def first_call_s(run: Callable[[], None]) -> float:
     start = time.perf_counter()
     run()
@@ -74,28 +96,31 @@ def main() -> None:
     parser.add_argument("--json", help="write the results to this file (atomically)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cases = {f"{k}(B={b})/{m}/{g}/steps={n}": (lambda k=k, b=b, m=m, n=n, g=g: steps(k, b, m, n, g, args.backend))
+             for k, b, m, n, g in CASES}
+    cases.update({f"mnist-{name}(B={b})": (lambda name=name, b=b: mnist_steps(name, b, args.backend))
+                  for name, b in MNIST_CASES})
     rows = []
-    for kind, batch, method, n, gradient in CASES:
-        label = f"{kind}(B={batch})/{method}/{gradient}/steps={n}"
+    for label, make in cases.items():
         if args.only not in label:
             continue
-        runs = steps(kind, batch, method, n, gradient, args.backend)
+        runs = make()
         first = first_call_s(runs["compiled"])
         times = interleave(runs, args.reps)
         med = {k: statistics.median(v) for k, v in times.items()}
         compile_s = first - med["compiled"]
         gain = med["eager"] - med["compiled"]
         row = {"case": label, "eager_s": med["eager"], "compiled_s": med["compiled"],
-               "torchdiffeq_s": med["torchdiffeq"], "ratio": med["compiled"] / med["eager"],
-               "eager_vs_torchdiffeq": med["eager"] / med["torchdiffeq"],
-               "vs_torchdiffeq": med["compiled"] / med["torchdiffeq"], "compile_s": compile_s,
-               "break_even_steps": compile_s / gain if gain > 0 else None,
-               "times_s": times}
+               "ratio": med["compiled"] / med["eager"], "compile_s": compile_s,
+               "break_even_steps": compile_s / gain if gain > 0 else None, "times_s": times}
+        if "torchdiffeq" in med:
+            row.update(torchdiffeq_s=med["torchdiffeq"], eager_vs_torchdiffeq=med["eager"] / med["torchdiffeq"],
+                       vs_torchdiffeq=med["compiled"] / med["torchdiffeq"])
         rows.append(row)
         even = "never" if row["break_even_steps"] is None else f"{row['break_even_steps']:.0f} steps"
+        versus = f", vs torchdiffeq {row['vs_torchdiffeq']:.2f}" if "vs_torchdiffeq" in row else ""
         print(f"{label:36s} eager {1e3 * med['eager']:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
-              f"(ratio {row['ratio']:.2f}, vs torchdiffeq {row['vs_torchdiffeq']:.2f})  "
-              f"compile {compile_s:5.1f} s, pays after {even}", flush=True)
+              f"(ratio {row['ratio']:.2f}{versus})  compile {compile_s:5.1f} s, pays after {even}", flush=True)
     if args.json:
         write_json_atomic(args.json, {"machine": machine(), "reps": args.reps, "backend": args.backend,
                                       "cases": rows})

@@ -74,3 +74,22 @@ def test_compiled_fixed_step_solve_is_one_traced_loop(monkeypatch):
     assert calls == [True, False]  # eager: the fused path; compiled: autograd's
     assert counter.op_count >= 8 * 3  # per Euler step at least the matmul, the activation and the update
     assert counter.frame_count <= 8    # a few graph breaks (finiteness checks, statistics), not one per step
+
+
+def test_compiled_mnist_model_compiles_once_and_counts_its_calls():
+    """ODEClassifier records every training call's statistics outside the traced code: three
+    compiled steps compile once (a traced list append would recompile on every call) and count 3."""
+    from contdepth.models import build_mnist_model
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_mnist_model("pde1", 2).double()
+    x, labels = torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    counter = CompileCounterWithBackend("aot_eager")
+    step = torch.compile(lambda: torch.nn.functional.cross_entropy(model(x), labels), backend=counter)
+    step().backward()
+    frames = counter.frame_count
+    step().backward()
+    step().backward()
+    assert counter.frame_count == frames
+    assert model.nfe_totals()["calls"] == 3

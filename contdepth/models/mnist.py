@@ -74,8 +74,13 @@ class ODEClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         z = self.block(self.stem(x))
         if self.training and torch.is_grad_enabled():
-            self._stats.append(self.block.stats)
+            self._record(self.block.stats)
         return self.head(z)
+
+    @torch.compiler.disable
+    def _record(self, stats) -> None:
+        """Run eagerly under torch.compile: traced, the growing list would recompile every call."""
+        self._stats.append(stats)
 
     def set_solver(self, method: str, steps: int | None = None) -> None:
         """Evaluate the same field with ``method`` and ``steps`` (None: adaptive, or one per knot)."""
