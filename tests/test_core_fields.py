@@ -25,6 +25,7 @@ FIELDS = {
     "convcubic": (lambda g: cd.fields.ConvCubicFriction(2, g, gamma=0.1), (2, 2, 5, 5)),
     "pde1": (lambda g: cd.fields.PDEStencil(2, g, variant="pde1"), (2, 2, 5, 5)),
     "pde2": (lambda g: cd.fields.PDEStencil(2, g, variant="pde2", activation="relu"), (2, 2, 5, 5)),
+    "convnorm": (lambda g: cd.fields.ConvNormResidual(4, g, groups=2), (2, 4, 5, 5)),
 }
 
 
@@ -58,6 +59,29 @@ def test_conv_residual_euler_is_torch_resnet():
     for conv in convs:
         expected = expected + torch.relu(conv(expected))
     assert torch.equal(cd.odesolve(field, x, method="euler"), expected)
+
+
+def test_conv_norm_residual_is_chens_odefunc():
+    """ConvNormResidual at one knot is Chen et al.'s ODEfunc built from torch.nn modules:
+    norm1, relu, conv1, norm2, relu, conv2, norm3."""
+    grid = cd.ControlGrid(t0=0.0, t1=1.0, n=2)
+    field = randomise(cd.fields.ConvNormResidual(4, grid, groups=2)).to(DT)
+    assert sum(p.numel() for p in field.parameters()) == 2 * (2 * (4 * 4 * 9 + 4) + 3 * 2 * 4)
+    modules = [torch.nn.GroupNorm(2, 4), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.GroupNorm(2, 4),
+               torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.GroupNorm(2, 4)]
+    odefunc = torch.nn.Sequential(*modules).to(DT)
+    knot = 1  # t = 0.75 lies in the second cell
+    with torch.no_grad():
+        for m, name in zip(modules, ["norm1", None, "conv1", "norm2", None, "conv2", "norm3"]):
+            if name:
+                m.weight.copy_(getattr(field, f"{name}_weight")[knot])
+                m.bias.copy_(getattr(field, f"{name}_bias")[knot])
+    x = torch.randn(3, 4, 6, 6, dtype=DT)
+    torch.testing.assert_close(field(0.75, x), odefunc(x), rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="groups must divide"):
+        cd.fields.ConvNormResidual(4, grid, groups=3)
+    with pytest.raises(ValueError, match="ConvNormResidual expects"):
+        field.check_state(torch.randn(3, 5, 6, 6, dtype=DT))
 
 
 def manual_rk4_with_exact_cells(field, y, t0, t1, steps):

@@ -103,3 +103,41 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
 
     def check_state(self, psi):
         check_dims("ConvCubicFriction", psi, 4, 1, self.channels, "(B, C, H, W)")
+
+
+class ConvNormResidual(ControlledField):
+    """Chen et al. 2018's ODE-Net field (their ``ODEfunc``, two convolutions):
+
+        F(psi) = GN3(K2(t) * relu(GN2(K1(t) * relu(GN1(psi)) + b1(t))) + b2(t)),
+
+    GN_i a group norm with ``groups`` groups and affine weight/bias ``norm{i}_weight``,
+    ``norm{i}_bias`` (n, C) on the grid too; ``conv{i}_weight`` (n, C, C, k, k) and ``conv{i}_bias``
+    (n, C), each knot initialised like ``torch.nn.Conv2d``, the norms as ``torch.nn.GroupNorm``
+    (1, 0). Chen et al. make F depend on t through an extra input channel holding t; here, as in
+    every contdepth field, t enters through theta(t) (n = 1: an autonomous field).
+    """
+
+    def __init__(self, channels: int, grid: ControlGrid, *, groups: int, kernel_size: int = 3) -> None:
+        super().__init__(grid)
+        self.channels = check_positive_int("channels", channels)
+        self.groups = check_positive_int("groups", groups)
+        if channels % groups:
+            raise ValueError(f"groups must divide channels, got channels={channels}, groups={groups}")
+        self.kernel_size = _kernel_size(kernel_size)
+        bound = 1.0 / math.sqrt(channels * kernel_size ** 2)
+        for i in (1, 2):
+            self.add_control(f"conv{i}_weight", torch.empty(grid.n, channels, channels, kernel_size, kernel_size)
+                             .uniform_(-bound, bound))
+            self.add_control(f"conv{i}_bias", torch.empty(grid.n, channels).uniform_(-bound, bound))
+        for i in (1, 2, 3):
+            self.add_control(f"norm{i}_weight", torch.ones(grid.n, channels))
+            self.add_control(f"norm{i}_bias", torch.zeros(grid.n, channels))
+
+    def vector_field(self, t, psi, theta):
+        norm = lambda x, i: F.group_norm(x, self.groups, theta[f"norm{i}_weight"], theta[f"norm{i}_bias"])
+        conv = lambda x, i: F.conv2d(x, theta[f"conv{i}_weight"], theta[f"conv{i}_bias"],
+                                     padding=self.kernel_size // 2)
+        return norm(conv(F.relu(norm(conv(F.relu(norm(psi, 1)), 1), 2)), 2), 3)
+
+    def check_state(self, psi):
+        check_dims("ConvNormResidual", psi, 4, 1, self.channels, "(B, C, H, W)")

@@ -16,10 +16,10 @@
   (seed 002's trained value, 4.8e-4, lies inside; unbounded, Adam drove it to 0.018 in one epoch
   with states ~19 and the solve went non-finite in epoch 2).
   (3*3*10*10 + 10) * 20 + 1 = 18,201 parameters. The state is kept channels-last (faster on CPU).
-* ``odenet``: in the style of Chen et al. 2018: a downsampling stem (3x3 conv, two 4x4
-  stride-2 convs, GroupNorm with 8 channels per group, ReLU) to ``width`` x 7 x 7, a ConvResidual field with tanh on
-  [0, 1] (``depth`` knots, 1 = autonomous) solved by dopri5 with the adjoint, then GroupNorm,
-  ReLU, global average pool, linear.
+* ``odenet``: Chen et al. 2018's ODE-Net: a downsampling stem (3x3 conv, two 4x4 stride-2
+  convs, GroupNorm with 8 channels per group, ReLU) to ``width`` x 7 x 7, their two-convolution
+  field (:class:`~contdepth.fields.ConvNormResidual`) on [0, 1] (``depth`` knots, 1 =
+  autonomous) solved by dopri5 with the adjoint, then GroupNorm, ReLU, global average pool, linear.
 
 Every model is a :class:`ODEClassifier`; :meth:`ODEClassifier.set_solver` re-evaluates the same
 trained field with another integrator or number of steps.
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..block import ODEBlock
 from ..errors import check_choice, check_positive_int
-from ..fields import ConvCubicFriction, ConvResidual, PDEStencil
+from ..fields import ConvCubicFriction, ConvNormResidual, ConvResidual, PDEStencil
 from ..grid import ControlGrid
 from ..lift import ZeroAugment
 from ..solvers import METHODS
@@ -143,7 +143,7 @@ def build_mnist_model(name: str, depth: int | None = None, *, width: int = 64, r
         nn.Conv2d(width, width, 4, 2, 1), nn.GroupNorm(groups, width), nn.ReLU(),
         nn.Conv2d(width, width, 4, 2, 1),
     )
-    field = ConvResidual(width, ControlGrid(0.0, 1.0, n=depth), activation="tanh")
+    field = ConvNormResidual(width, ControlGrid(0.0, 1.0, n=depth), groups=groups)
     block = ODEBlock(field, method="dopri5", gradient="adjoint", rtol=rtol, atol=atol)
     head = nn.Sequential(nn.GroupNorm(groups, width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(width, 10))
