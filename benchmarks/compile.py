@@ -14,7 +14,6 @@ training steps after which compiling has paid (None if it never does). Single-th
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ import contdepth as cd  # noqa: E402
 from baselines import Case, make_field, torchdiffeq  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 from contdepth.models.mnist import build_mnist_model  # noqa: E402
-from run import interleave, machine  # noqa: E402
+from run import case_parser, interleave, machine  # noqa: E402
 
 # (field, batch, method, steps, gradient)
 CASES = [("dense", 64, "euler", 64, "backprop"), ("dense", 64, "rk4", 64, "backprop"),
@@ -89,11 +88,8 @@ def first_call_s(run: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
-    parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser = case_parser(__doc__)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend (default inductor)")
-    parser.add_argument("--json", help="write the results to this file (atomically)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cases = {f"{k}(B={b})/{m}/{g}/steps={n}": (lambda k=k, b=b, m=m, n=n, g=g: steps(k, b, m, n, g, args.backend))

@@ -11,7 +11,6 @@ Single-threaded. Needs the git history (a clone, not an sdist).
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import shutil
 import statistics
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contdepth as cd  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
-from run import interleave, machine  # noqa: E402
+from run import case_parser, interleave, machine  # noqa: E402
 
 FIRST_RELEASE = "27d1110"
 # (field, batch, method, steps or None for dopri5 at rtol 1e-3, gradient)
@@ -87,11 +86,7 @@ def training_step(lib, kind: str, batch: int, method: str, steps: int | None, gr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
-    parser.add_argument("--only", default="", help="run the cases whose label contains this")
-    parser.add_argument("--json", help="write the results to this file (atomically)")
-    args = parser.parse_args()
+    args = case_parser(__doc__).parse_args()
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,6 @@ fixed-step MNIST model (``build_mnist_model``, the example's batch). Single-thre
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import contdepth as cd  # noqa: E402
 from baselines import make_field  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 from contdepth.models.mnist import build_mnist_model  # noqa: E402
-from run import interleave, machine  # noqa: E402
+from run import case_parser, interleave, machine  # noqa: E402
 
 # (field, batch, method, steps) x gradient methods
 FIELD_CASES = [("conv", 32, "euler", 32), ("conv", 32, "rk4", 32), ("dense", 64, "euler", 64),
@@ -60,21 +59,24 @@ def mnist_step(name: str, batch: int) -> Callable[[], None]:
     return run
 
 
+def step_cases(gradients: tuple[str, ...], mnist: list[tuple[str, int]]) -> dict[str, Callable[[], Callable]]:
+    """label -> a factory of the training step: ``FIELD_CASES`` with each of ``gradients``, then one
+    step of each MNIST model in ``mnist`` (name, batch)."""
+    cases = {f"{k}(B={b})/{m}/{g}/steps={s}": (lambda k=k, b=b, m=m, s=s, g=g: field_step(k, b, m, s, g))
+             for k, b, m, s in FIELD_CASES for g in gradients}
+    cases.update({f"mnist-{n}(B={b})": (lambda n=n, b=b: mnist_step(n, b)) for n, b in mnist})
+    return cases
+
+
 def autograd_only():
     """Within it, no field offers its VJP: every gradient goes through autograd."""
     return mock.patch.object(cd.fields.ControlledField, "has_vjp", property(lambda self: False))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
-    parser.add_argument("--only", default="", help="run the cases whose label contains this")
-    parser.add_argument("--json", help="write the results to this file (atomically)")
-    args = parser.parse_args()
+    args = case_parser(__doc__).parse_args()
     torch.set_num_threads(1)
-    cases = {f"{k}(B={b})/{m}/{g}/steps={s}": (lambda k=k, b=b, m=m, s=s, g=g: field_step(k, b, m, s, g))
-             for k, b, m, s in FIELD_CASES for g in GRADIENTS}
-    cases.update({f"mnist-{n}(B={b})": (lambda n=n, b=b: mnist_step(n, b)) for n, b in MNIST_CASES})
+    cases = step_cases(GRADIENTS, MNIST_CASES)
     rows = []
     for label, make in cases.items():
         if args.only not in label:

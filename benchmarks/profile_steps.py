@@ -12,7 +12,6 @@ Single-threaded.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contdepth.io import write_json_atomic  # noqa: E402
-from fused import FIELD_CASES, field_step, mnist_step  # noqa: E402
-from run import machine  # noqa: E402
+from fused import step_cases  # noqa: E402
+from run import case_parser, machine  # noqa: E402
 from threads import MNIST_CASES  # noqa: E402
 
 
@@ -46,17 +45,12 @@ def profile_case(run, steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = case_parser(__doc__, reps=None)
     parser.add_argument("--steps", type=int, default=3, help="profiled training steps per case")
-    parser.add_argument("--only", default="", help="run the cases whose label contains this")
-    parser.add_argument("--json", help="write the results to this file (atomically)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cases = {f"{k}(B={b})/{m}/backprop/steps={s}": (lambda k=k, b=b, m=m, s=s: field_step(k, b, m, s, "backprop"))
-             for k, b, m, s in FIELD_CASES}
-    cases.update({f"mnist-{n}(B={b})": (lambda n=n, b=b: mnist_step(n, b)) for n, b in MNIST_CASES})
     rows = []
-    for label, make in cases.items():
+    for label, make in step_cases(("backprop",), MNIST_CASES).items():
         if args.only not in label:
             continue
         row = {"case": label, **profile_case(make(), args.steps)}

@@ -134,6 +134,17 @@ def machine() -> dict:
                 torchdiffeq=tdq.__version__, torch_num_threads=torch.get_num_threads(), git_commit=commit)
 
 
+def case_parser(doc: str, *, reps: int | None = 7) -> argparse.ArgumentParser:
+    """The options every per-case timing script takes: ``--reps`` (unless ``reps`` is None),
+    ``--only`` and ``--json``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if reps is not None:
+        parser.add_argument("--reps", type=int, default=reps, help="timed rounds per case")
+    parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser.add_argument("--json", help="write the results to this file (atomically)")
+    return parser
+
+
 def interleave(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
     """Each runner once to warm up, then ``reps`` timed rounds of all of them, the order reversed
     every other round: per runner its times in seconds (the medians and ratios are the caller's)."""

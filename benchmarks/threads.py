@@ -10,7 +10,6 @@ two-thread runs need both cores.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -22,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contdepth.io import write_json_atomic  # noqa: E402
-from fused import FIELD_CASES, GRADIENTS, field_step, mnist_step  # noqa: E402
-from run import interleave, machine  # noqa: E402
+from fused import GRADIENTS, step_cases  # noqa: E402
+from run import case_parser, interleave, machine  # noqa: E402
 
 MNIST_CASES = [("pde1", 128), ("pde2", 128), ("resnet", 128), ("cubic", 64), ("odenet", 32)]
 
@@ -37,16 +36,9 @@ def with_threads(n: int, run: Callable[[], None]) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
-    parser.add_argument("--only", default="", help="run the cases whose label contains this")
-    parser.add_argument("--json", help="write the results to this file (atomically)")
-    args = parser.parse_args()
-    cases = {f"{k}(B={b})/{m}/{g}/steps={s}": (lambda k=k, b=b, m=m, s=s, g=g: field_step(k, b, m, s, g))
-             for k, b, m, s in FIELD_CASES for g in GRADIENTS}
-    cases.update({f"mnist-{n}(B={b})": (lambda n=n, b=b: mnist_step(n, b)) for n, b in MNIST_CASES})
+    args = case_parser(__doc__).parse_args()
     rows = []
-    for label, make in cases.items():
+    for label, make in step_cases(GRADIENTS, MNIST_CASES).items():
         if args.only not in label:
             continue
         run = make()
