@@ -40,10 +40,10 @@ CASES = [("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backpro
          ("dense", 64, "dopri5", None, "backprop"), ("dense", 64, "dopri5", None, "adjoint"),
          ("conv", 8, "dopri5", None, "backprop"),
          # one training step of each MNIST model at examples/mnist.py's default batch: an epoch's time
-         # is this times the number of batches (data loading and the optimizer are the same in both)
+         # is this times the number of batches (data loading and the optimizer are the same in both). The
+         # ODE-Net is left out: its field has two convolutions now (Chen et al.'s), the first release's one
          ("mnist-pde1", 128, "euler", 15, "backprop"), ("mnist-pde2", 128, "euler", 15, "backprop"),
-         ("mnist-resnet", 128, "euler", 15, "backprop"), ("mnist-cubic", 64, "euler", 20, "backprop"),
-         ("mnist-odenet", 128, "dopri5", None, "adjoint")]
+         ("mnist-resnet", 128, "euler", 15, "backprop"), ("mnist-cubic", 64, "euler", 20, "backprop")]
 
 
 def load_first_release(folder: Path):
