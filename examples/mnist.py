@@ -150,9 +150,9 @@ def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
 def make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
     """Adam or SGD over the model's parameters at ``args.lr``; the cubic field's gamma in its own group
     at ``args.gamma_lr`` (schedules scale both groups alike; the PDE fields' gamma is a stencil weight)."""
-    own = (lambda name: name == "block.field.gamma") if args.model == "cubic" else (lambda name: False)
-    gamma = [p for name, p in model.named_parameters() if own(name)]
-    rest = [p for name, p in model.named_parameters() if not own(name)]
+    own = {"block.field.gamma"} if args.model == "cubic" else set()
+    gamma = [p for name, p in model.named_parameters() if name in own]
+    rest = [p for name, p in model.named_parameters() if name not in own]
     groups = [{"params": rest}] + ([{"params": gamma, "lr": args.gamma_lr}] if gamma else [])
     if args.optimizer == "adam":
         return torch.optim.Adam(groups, lr=args.lr)
