@@ -33,10 +33,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import contdepth as cd  # noqa: E402
 from baselines import Case, make_field, torchdiffeq  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
-from contdepth.models.mnist import build_mnist_model  # noqa: E402
+from fused import field_step, mnist_step  # noqa: E402
 from run import case_parser, interleave, machine  # noqa: E402
 
 # (field, batch, method, steps, gradient)
@@ -48,41 +47,15 @@ MNIST_CASES = [("pde1", 128), ("resnet", 128), ("cubic", 64)]
 
 def steps(kind: str, batch: int, method: str, n: int, gradient: str, backend: str) -> dict[str, Callable[[], None]]:
     """The eager, compiled and torchdiffeq training steps of one case (each its own copy of the field)."""
-    runs = {}
-    for mode in ("eager", "compiled"):
-        field, x = make_field(kind, batch=batch)
-
-        def forward(field=field, x=x) -> torch.Tensor:
-            return cd.odesolve(field, x, method=method, steps=n, gradient=gradient).square().mean()
-        fwd = torch.compile(forward, backend=backend) if mode == "compiled" else forward
-
-        def run(field=field, fwd=fwd) -> None:
-            for p in field.parameters():
-                p.grad = None
-            fwd().backward()
-        runs[mode] = run
     field, x = make_field(kind, batch=batch)
-    runs["torchdiffeq"] = torchdiffeq(Case("torchdiffeq", field, x, method, gradient, steps=n))
-    return runs
+    return {"eager": field_step(kind, batch, method, n, gradient),
+            "compiled": field_step(kind, batch, method, n, gradient, compile_backend=backend),
+            "torchdiffeq": torchdiffeq(Case("torchdiffeq", field, x, method, gradient, steps=n))}
 
 
 def mnist_steps(name: str, batch: int, backend: str) -> dict[str, Callable[[], None]]:
     """One eager and one compiled training step of the MNIST model ``name`` (each its own copy)."""
-    runs = {}
-    for mode in ("eager", "compiled"):
-        torch.manual_seed(0)
-        model = build_mnist_model(name)
-        x, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-
-        def forward(model=model, x=x, labels=labels) -> torch.Tensor:
-            return torch.nn.functional.cross_entropy(model(x), labels)
-        fwd = torch.compile(forward, backend=backend) if mode == "compiled" else forward
-
-        def run(model=model, fwd=fwd) -> None:
-            model.zero_grad(set_to_none=True)
-            fwd().backward()
-        runs[mode] = run
-    return runs
+    return {"eager": mnist_step(name, batch), "compiled": mnist_step(name, batch, compile_backend=backend)}
 
 
 def fresh_process_row(label: str, args) -> dict:
@@ -100,6 +73,31 @@ def first_call_s(run: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def measure(label: str, runs: dict[str, Callable[[], None]], reps: int) -> dict:
+    """The eager (and torchdiffeq) rounds before anything is compiled, the first compiled call, then
+    interleaved rounds of all; one result row, printed."""
+    before = interleave({k: v for k, v in runs.items() if k != "compiled"}, reps)
+    first = first_call_s(runs["compiled"])
+    times = interleave(runs, reps)
+    med = {k: statistics.median(v) for k, v in before.items()}
+    med["compiled"] = statistics.median(times["compiled"])
+    compile_s = first - med["compiled"]
+    gain = med["eager"] - med["compiled"]
+    row = {"case": label, "eager_s": med["eager"], "compiled_s": med["compiled"],
+           "eager_after_compile_s": statistics.median(times["eager"]),
+           "ratio": med["compiled"] / med["eager"], "compile_s": compile_s,
+           "break_even_steps": compile_s / gain if gain > 0 else None,
+           "times_s": times, "times_before_compile_s": before}
+    if "torchdiffeq" in med:
+        row.update(torchdiffeq_s=med["torchdiffeq"], eager_vs_torchdiffeq=med["eager"] / med["torchdiffeq"],
+                   vs_torchdiffeq=med["compiled"] / med["torchdiffeq"])
+    even = "never" if row["break_even_steps"] is None else f"{row['break_even_steps']:.0f} steps"
+    versus = f", vs torchdiffeq {row['vs_torchdiffeq']:.2f}" if "vs_torchdiffeq" in row else ""
+    print(f"{label:36s} eager {1e3 * med['eager']:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
+          f"(ratio {row['ratio']:.2f}{versus})  compile {compile_s:5.1f} s, pays after {even}", flush=True)
+    return row
+
+
 def main() -> None:
     parser = case_parser(__doc__)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend (default inductor)")
@@ -112,34 +110,8 @@ def main() -> None:
     labels = [label for label in cases if args.only in label]
     if len(labels) > 1:  # one fresh process per case: compiled code slows later eager runs in its process
         rows = [fresh_process_row(label, args) for label in labels]
-        if args.json:
-            write_json_atomic(args.json, {"machine": machine(), "reps": args.reps, "backend": args.backend,
-                                          "cases": rows})
-        return
-    rows = []
-    for label in labels:
-        runs = cases[label]()
-        before = interleave({k: v for k, v in runs.items() if k != "compiled"}, args.reps)
-        first = first_call_s(runs["compiled"])
-        times = interleave(runs, args.reps)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        med["eager"] = statistics.median(before["eager"])
-        compile_s = first - med["compiled"]
-        gain = med["eager"] - med["compiled"]
-        row = {"case": label, "eager_s": med["eager"], "compiled_s": med["compiled"],
-               "eager_after_compile_s": statistics.median(times["eager"]),
-               "ratio": med["compiled"] / med["eager"], "compile_s": compile_s,
-               "break_even_steps": compile_s / gain if gain > 0 else None,
-               "times_s": times, "times_before_compile_s": before}
-        if "torchdiffeq" in med:
-            med["torchdiffeq"] = statistics.median(before["torchdiffeq"])
-            row.update(torchdiffeq_s=med["torchdiffeq"], eager_vs_torchdiffeq=med["eager"] / med["torchdiffeq"],
-                       vs_torchdiffeq=med["compiled"] / med["torchdiffeq"])
-        rows.append(row)
-        even = "never" if row["break_even_steps"] is None else f"{row['break_even_steps']:.0f} steps"
-        versus = f", vs torchdiffeq {row['vs_torchdiffeq']:.2f}" if "vs_torchdiffeq" in row else ""
-        print(f"{label:36s} eager {1e3 * med['eager']:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
-              f"(ratio {row['ratio']:.2f}{versus})  compile {compile_s:5.1f} s, pays after {even}", flush=True)
+    else:
+        rows = [measure(label, cases[label](), args.reps) for label in labels]
     if args.json:
         write_json_atomic(args.json, {"machine": machine(), "reps": args.reps, "backend": args.backend,
                                       "cases": rows})

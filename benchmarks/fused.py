@@ -34,28 +34,40 @@ GRADIENTS = ("backprop", "checkpoint", "adjoint")
 MNIST_CASES = [("pde1", 128), ("pde2", 128), ("resnet", 128), ("cubic", 64)]
 
 
-def field_step(kind: str, batch: int, method: str, steps: int, gradient: str) -> Callable[[], None]:
+def _compiled(forward: Callable[[], torch.Tensor], backend: str | None) -> Callable[[], torch.Tensor]:
+    return forward if backend is None else torch.compile(forward, backend=backend)
+
+
+def field_step(kind: str, batch: int, method: str, steps: int, gradient: str, *,
+               compile_backend: str | None = None) -> Callable[[], None]:
+    """One training step (solve, mean-square loss, backward) of a benchmark field; with
+    ``compile_backend`` the solve and the loss go through ``torch.compile``."""
     if kind == "pde":
         torch.manual_seed(0)
         f, x = cd.fields.PDEStencil(16, cd.ControlGrid(0.0, 1.0, 16)), torch.randn(batch, 16, 28, 28)
     else:
         f, x = make_field(kind, batch=batch)
+    forward = _compiled(lambda: cd.odesolve(f, x, method=method, steps=steps, gradient=gradient).square().mean(),
+                        compile_backend)
 
     def run() -> None:
         for p in f.parameters():
             p.grad = None
-        cd.odesolve(f, x, method=method, steps=steps, gradient=gradient).square().mean().backward()
+        forward().backward()
     return run
 
 
-def mnist_step(name: str, batch: int) -> Callable[[], None]:
+def mnist_step(name: str, batch: int, *, compile_backend: str | None = None) -> Callable[[], None]:
+    """One training step (cross entropy) of ``build_mnist_model(name)``; with ``compile_backend``
+    the model and the loss go through ``torch.compile``."""
     torch.manual_seed(0)
     model = build_mnist_model(name)
     x, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    forward = _compiled(lambda: torch.nn.functional.cross_entropy(model(x), labels), compile_backend)
 
     def run() -> None:
         model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), labels).backward()
+        forward().backward()
     return run
 
 
