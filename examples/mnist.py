@@ -2,7 +2,7 @@
 
     python examples/mnist.py --model {pde1,pde2,resnet,cubic,odenet} --depth N --epochs E [--quick] [--out DIR]
         [--optimizer O] [--lr LR] [--gamma-lr LR] [--schedule {constant,cosine,warmup-cosine}] [--batch-size B] [--clip C]
-        [--seed S] [--threads N] [--no-progress] [--data DIR]
+        [--shift K] [--compile] [--seed S] [--threads N] [--no-progress] [--data DIR]
     torchrun --standalone --nproc_per_node=2 examples/mnist.py ...   # DistributedDataParallel
 
 Writes DIR/metrics.json (atomically), DIR/training.png and DIR/checkpoint.pt after every epoch; rerunning the same
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 
 import contdepth as cd
-from contdepth.data.mnist import load_mnist
+from contdepth.data.mnist import load_mnist, random_shift
 from contdepth.errors import CheckpointError
 import contdepth.plot as cplot
 from contdepth.cli import (example_parser, finish, nonnegative_float, nonnegative_int, positive_float,
@@ -93,6 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="odenet channels, a multiple of 8 (default 64)")
     p.add_argument("--rtol", type=positive_float, default=None, help="odenet's dopri5 (default 1e-3)")
     p.add_argument("--atol", type=positive_float, default=None, help="odenet's dopri5 (default 1e-3)")
+    p.add_argument("--shift", type=nonnegative_int, default=0,
+                   help="translate each training image by up to this many pixels (Chen et al.: 4; default 0)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (model.compile()); pays for the cubic net only, see docs/PERFORMANCE.md")
     p.add_argument("--train-images", type=positive_int, default=None, help="random subset of the 60,000 (default all)")
     p.add_argument("--test-images", type=positive_int, default=None, help="random subset of the 10,000 (default all)")
     p.add_argument("--eval-method", nargs="*", default=[], choices=("euler", "midpoint", "rk4", "dopri5"))
@@ -219,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = build_mnist_model(args.model, args.depth, width=args.width, rtol=args.rtol, atol=args.atol).to(device)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if args.compile:
+        model.compile()  # in place: the state dict (and so the checkpoint) is the eager model's
     opt = make_optimizer(model, args)
     sched = make_scheduler(opt, args.schedule, epochs=args.epochs, warmup=args.warmup,
                            steps_per_epoch=steps_per_epoch(len(train[1]), args.batch_size, world))
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         "smooth_lambda": args.smooth,
         "label_smoothing": args.label_smoothing,
         "gamma_bounds": [getattr(field, "gamma_min", None), getattr(field, "gamma_max", None)],
-        "clip_grad_norm": args.clip,
+        "clip_grad_norm": args.clip, "shift": args.shift, "compile": args.compile,
         "seed": args.seed, "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "train_method": model.block.method, "train_steps": model.block.steps, "gradient": model.block.gradient,
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         res = fit(model, loss_fn, train, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                   regularizer=regularizer, checkpoint=args.out / "checkpoint.pt", seed=args.seed,
                   progress=not args.no_progress, eval_data=test, log=log, scheduler=sched,
-                  clip_grad_norm=args.clip,
+                  clip_grad_norm=args.clip, transform=functools.partial(random_shift, max_shift=args.shift),
                   scheduler_interval="batch" if args.schedule == "warmup-cosine" else "epoch")
     except CheckpointError as e:  # a checkpoint of another configuration in --out
         raise SystemExit(f"{Path(__file__).name}: error: {e}") from None

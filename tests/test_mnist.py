@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root
+from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root, random_shift
 from contdepth.models import MNIST_MODELS, build_mnist_model
 
 from conftest import MNIST_DIR as DATA
@@ -209,6 +209,43 @@ def test_odenet_counts_function_evaluations(small):
     assert nfe["calls"] == 2 and nfe["nfe_forward"] >= 2 * 6 and nfe["nfe_backward"] >= 2 * 6
 
 
+def _offsets(X, Z, k):
+    """For every image the (dy, dx) with Z[i] == X[i] translated by it (torchvision's pad + crop as oracle)."""
+    import torchvision.transforms.v2.functional as TF
+    padded = TF.pad(X, [k], fill=float(X.min()))
+    h, w = X.shape[-2:]
+    found = []
+    for x, z in zip(padded, Z):
+        hits = [(k - top, k - left) for top in range(2 * k + 1) for left in range(2 * k + 1)
+                if torch.equal(TF.crop(x, top, left, h, w), z)]
+        assert len(hits) == 1, hits
+        found.append(hits[0])
+    return found
+
+
+def test_random_shift_translates_each_image_within_the_bound():
+    """Every output is its input shifted by one (dy, dx) in [-k, k]^2, background shifted in; all
+    (2k+1)^2 offsets occur; labels, dtype and the RNG-stream determinism are kept."""
+    X = torch.rand(450, 2, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5
+    y = torch.arange(450)
+    Z, y2 = random_shift(X, y, max_shift=2, generator=torch.Generator().manual_seed(1))
+    assert y2 is y and Z.shape == X.shape and Z.dtype == X.dtype
+    offsets = _offsets(X, Z, 2)
+    assert set(offsets) == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    again, _ = random_shift(X, y, max_shift=2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again, Z)
+    filled, _ = random_shift(X, y, max_shift=3, fill=-7.0, generator=torch.Generator().manual_seed(2))
+    background = torch.where(filled == -7.0, X.min(), filled)
+    shifted = [i for i, (dy, dx) in enumerate(_offsets(X, background, 3)) if (dy, dx) != (0, 0)]
+    assert shifted and all((filled[i] == -7.0).any() for i in shifted)
+    assert random_shift(X, y, max_shift=0)[0] is X
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_shift"):
+            random_shift(X, y, max_shift=bad)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        random_shift(X[0], y)
+
+
 # ---- runner -------------------------------------------------------------------------------
 
 
@@ -244,7 +281,7 @@ def test_quick_run_of_every_model_learns(name, tmp_path):
 def test_runner_resume_equals_uninterrupted(tmp_path):
     runner = _load_runner()
     common = ["--model", "pde1", "--depth", "3", "--train-images", "600", "--test-images", "200",
-              "--batch-size", "100", "--no-progress", "--data", str(DATA)]
+              "--batch-size", "100", "--shift", "2", "--no-progress", "--data", str(DATA)]
     runner.main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")])
     runner.main([*common, "--epochs", "1", "--out", str(tmp_path / "resumed")])
     m = runner.main([*common, "--epochs", "2", "--out", str(tmp_path / "resumed")])
@@ -252,6 +289,26 @@ def test_runner_resume_equals_uninterrupted(tmp_path):
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_runner_compile_resumes_an_eager_checkpoint(tmp_path):
+    """``--compile`` compiles in place: its checkpoint is the eager model's, an eager run resumes
+    compiled, and the weights agree with an all-eager run to float32 rounding."""
+    runner = _load_runner()
+    common = ["--model", "pde1", "--depth", "2", "--train-images", "400", "--test-images", "100",
+              "--batch-size", "100", "--no-progress", "--data", str(DATA)]
+    runner.main([*common, "--epochs", "2", "--out", str(tmp_path / "eager")])
+    runner.main([*common, "--epochs", "1", "--out", str(tmp_path / "mixed")])
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    m = runner.main([*common, "--epochs", "2", "--compile", "--out", str(tmp_path / "mixed")])
+    assert m["resumed_from_epoch"] == 1 and m["compile"] is True
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # dynamo did trace the model
+    a = torch.load(tmp_path / "eager" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "mixed" / "checkpoint.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
 
 
 def test_runner_rejects_bad_arguments(capsys):

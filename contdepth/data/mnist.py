@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load_mnist", "mnist_root", "MNIST_FILES", "MNIST_MEAN", "MNIST_STD"]
+__all__ = ["load_mnist", "mnist_root", "random_shift", "MNIST_FILES", "MNIST_MEAN", "MNIST_STD"]
 
 # name -> (md5 of the .gz as checked by torchvision, md5 of the uncompressed file, uncompressed bytes)
 MNIST_FILES: dict[str, tuple[str, str, int]] = {
@@ -139,3 +139,32 @@ def load_mnist(
     if normalize:
         X = X.sub_(MNIST_MEAN).div_(MNIST_STD)
     return X, y.long()
+
+
+def random_shift(X: Tensor, y: Tensor, *, max_shift: int = 4, fill: float | None = None,
+                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Translate each image of ``X`` (N, C, H, W) by its own integer offset (dy, dx), each uniform in
+    [-max_shift, max_shift]; pixels shifted in take ``fill`` (default ``X.min()``, the background of
+    MNIST, raw or normalised). Labels unchanged.
+
+    The same as torchvision's ``RandomCrop(H, padding=max_shift, fill=fill)`` per image (Chen et al.
+    2018's MNIST augmentation, ``max_shift=4``), done for the whole batch in one gather. For
+    ``contdepth.train.fit(..., transform=random_shift)``: offsets come from ``generator`` or the global
+    torch RNG, which ``fit`` seeds and checkpoints.
+    """
+    if not isinstance(X, Tensor) or X.ndim != 4:
+        raise ValueError(f"X must be an (N, C, H, W) tensor of images, got "
+                         f"{tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__}")
+    if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+    n, c, h, w = X.shape
+    if max_shift == 0 or n == 0:
+        return X, y
+    k = max_shift
+    padded = torch.nn.functional.pad(X, (k, k, k, k), value=float(X.min()) if fill is None else fill)
+    offset = torch.randint(0, 2 * k + 1, (2, n, 1), generator=generator, device=X.device)
+    rows = offset[0] + torch.arange(h, device=X.device)  # (N, H): padded row k - dy + i
+    cols = offset[1] + torch.arange(w, device=X.device)
+    batch = torch.arange(n, device=X.device)[:, None, None, None]
+    channel = torch.arange(c, device=X.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]], y
