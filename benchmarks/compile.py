@@ -73,19 +73,20 @@ def first_call_s(run: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(label: str, runs: dict[str, Callable[[], None]], reps: int) -> dict:
-    """The eager (and torchdiffeq) rounds before anything is compiled, the first compiled call, then
-    interleaved rounds of all; one result row, printed."""
+def measure(label: str, runs: dict[str, Callable[[], None]], reps: int, *, baseline: str = "eager") -> dict:
+    """The uncompiled rounds (``baseline``, and torchdiffeq if given) before anything is compiled, the
+    first compiled call, then interleaved rounds of all; one result row, printed. ``ratio`` = compiled /
+    ``baseline``, each a median."""
     before = interleave({k: v for k, v in runs.items() if k != "compiled"}, reps)
     first = first_call_s(runs["compiled"])
     times = interleave(runs, reps)
     med = {k: statistics.median(v) for k, v in before.items()}
     med["compiled"] = statistics.median(times["compiled"])
     compile_s = first - med["compiled"]
-    gain = med["eager"] - med["compiled"]
-    row = {"case": label, "eager_s": med["eager"], "compiled_s": med["compiled"],
-           "eager_after_compile_s": statistics.median(times["eager"]),
-           "ratio": med["compiled"] / med["eager"], "compile_s": compile_s,
+    gain = med[baseline] - med["compiled"]
+    row = {"case": label, f"{baseline}_s": med[baseline], "compiled_s": med["compiled"],
+           f"{baseline}_after_compile_s": statistics.median(times[baseline]),
+           "ratio": med["compiled"] / med[baseline], "compile_s": compile_s,
            "break_even_steps": compile_s / gain if gain > 0 else None,
            "times_s": times, "times_before_compile_s": before}
     if "torchdiffeq" in med:
@@ -93,7 +94,7 @@ def measure(label: str, runs: dict[str, Callable[[], None]], reps: int) -> dict:
                    vs_torchdiffeq=med["compiled"] / med["torchdiffeq"])
     even = "never" if row["break_even_steps"] is None else f"{row['break_even_steps']:.0f} steps"
     versus = f", vs torchdiffeq {row['vs_torchdiffeq']:.2f}" if "vs_torchdiffeq" in row else ""
-    print(f"{label:36s} eager {1e3 * med['eager']:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
+    print(f"{label:36s} {baseline} {1e3 * med[baseline]:7.2f} ms  compiled {1e3 * med['compiled']:7.2f} ms "
           f"(ratio {row['ratio']:.2f}{versus})  compile {compile_s:5.1f} s, pays after {even}", flush=True)
     return row
 

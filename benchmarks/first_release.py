@@ -7,6 +7,9 @@ the package ``contdepth_first`` (its imports are relative), beside this checkout
 each case builds the same field and input with both and times one training step (solve,
 mean-square loss, backward) in interleaved rounds, the order alternating. ``ratio`` =
 median(now) / median(first release); ``paired_ratio`` = median of the per-round ratios.
+Then, last (compiled code slows later eager steps in its process), the cases in ``COMPILED``: this
+checkout's step under ``torch.compile`` (inductor) against the first release's eager step, timed
+before anything is compiled (``compile.measure`` with the first release as the baseline).
 Single-threaded. Needs the git history (a clone, not an sdist).
 """
 from __future__ import annotations
@@ -28,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contdepth as cd  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
+from compile import measure  # noqa: E402
+from fused import mnist_step  # noqa: E402
 from run import case_parser, interleave, machine  # noqa: E402
 
 FIRST_RELEASE = "27d1110"
@@ -44,6 +49,8 @@ CASES = [("conv", 32, "euler", 32, "backprop"), ("conv", 32, "rk4", 32, "backpro
          # ODE-Net is left out: its field has two convolutions now (Chen et al.'s), the first release's one
          ("mnist-pde1", 128, "euler", 15, "backprop"), ("mnist-pde2", 128, "euler", 15, "backprop"),
          ("mnist-resnet", 128, "euler", 15, "backprop"), ("mnist-cubic", 64, "euler", 20, "backprop")]
+# MNIST models (name, batch) whose training pays for torch.compile (docs/PERFORMANCE.md, compile.json)
+COMPILED = [("cubic", 64)]
 
 
 def load_first_release(folder: Path):
@@ -101,6 +108,12 @@ def main() -> None:
             rows.append({"case": label, "now_s": now, "first_release_s": old, "ratio": now / old, "paired_ratio": paired})
             print(f"{label:32s} now {now * 1e3:8.1f} ms  first release {old * 1e3:8.1f} ms  ratio {now / old:.2f} "
                   f"(paired {paired:.2f})", flush=True)
+        for name, batch in COMPILED:
+            label = f"mnist-{name}/{batch}/compiled"
+            if args.only in label:
+                runs = {"first": training_step(first, f"mnist-{name}", batch, "euler", None, "backprop"),
+                        "compiled": mnist_step(name, batch, compile_backend="inductor")}
+                rows.append(measure(label, runs, args.reps, baseline="first"))
     if args.json:
         write_json_atomic(args.json, {"machine": machine(), "first_release": FIRST_RELEASE, "reps": args.reps,
                                       "cases": rows})
