@@ -93,3 +93,24 @@ def test_compiled_mnist_model_compiles_once_and_counts_its_calls():
     step().backward()
     assert counter.frame_count == frames
     assert model.nfe_totals()["calls"] == 3
+
+
+def test_compiled_model_reevaluated_at_other_step_counts():
+    """A compiled model whose step count changes (examples/mnist.py --compile --eval-steps): dynamo
+    makes the changed int symbolic; the grid specialises it and every count equals eager."""
+    from contdepth.models import build_mnist_model
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_mnist_model("cubic").double()
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    counts = (20, 40, 7, 20)
+    with torch.no_grad():
+        eager = {}
+        for steps in counts:
+            model.set_solver("euler", steps)
+            eager[steps] = model(x)
+        model.compile(backend="aot_eager")
+        for steps in counts:
+            model.set_solver("euler", steps)
+            assert torch.equal(model(x), eager[steps]), steps

@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Sequence
 
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_int
 
 from ..errors import SolverError
 from ..terms import Term
@@ -40,6 +41,9 @@ class FixedGrid:
 
     @classmethod
     def uniform(cls, t0: float, t1: float, steps: int) -> "FixedGrid":
+        # under torch.compile a step count that changed between calls arrives as a SymInt, which
+        # Fraction refuses: guard_int specialises it (one graph per step count, as for a constant)
+        steps = guard_int(steps)
         return cls(_uniform_times(t0, t1, steps), (t1 - t0) / steps)
 
     @classmethod
