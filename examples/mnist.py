@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shift", type=nonnegative_int, default=0,
                    help="translate each training image by up to this many pixels (Chen et al.: 4; default 0)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (model.compile()); pays for the cubic net only, see docs/PERFORMANCE.md")
+                   help="torch.compile the model (model.compile()); pays for the cubic net only (docs/PERFORMANCE.md)")
     p.add_argument("--train-images", type=positive_int, default=None, help="random subset of the 60,000 (default all)")
     p.add_argument("--test-images", type=positive_int, default=None, help="random subset of the 10,000 (default all)")
     p.add_argument("--eval-method", nargs="*", default=[], choices=("euler", "midpoint", "rk4", "dopri5"))
