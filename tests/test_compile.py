@@ -114,3 +114,20 @@ def test_compiled_model_reevaluated_at_other_step_counts():
         for steps in counts:
             model.set_solver("euler", steps)
             assert torch.equal(model(x), eager[steps]), steps
+
+
+def test_compiled_solve_with_the_step_count_as_an_argument():
+    """The step count as an argument of a compiled function (dynamo makes it symbolic once it
+    changes): every count and method equals eager, bit for bit."""
+    field, x = _field("dense")
+    x = x.detach()
+
+    def solve(y, steps, method):
+        return cd.odesolve(field, y, method=method, steps=steps)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(solve, backend="aot_eager")
+    with torch.no_grad():
+        for method in ("euler", "rk4"):
+            for steps in (4, 8, 5, 4):
+                assert torch.equal(compiled(x, steps, method), solve(x, steps, method)), (method, steps)
