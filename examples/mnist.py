@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
         res = fit(model, loss_fn, train, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                   regularizer=regularizer, checkpoint=args.out / "checkpoint.pt", seed=args.seed,
                   progress=not args.no_progress, eval_data=test, log=log, scheduler=sched,
-                  clip_grad_norm=args.clip, transform=functools.partial(random_shift, max_shift=args.shift),
+                  clip_grad_norm=args.clip,
+                  transform=functools.partial(random_shift, max_shift=args.shift) if args.shift else None,
                   scheduler_interval="batch" if args.schedule == "warmup-cosine" else "epoch")
     except CheckpointError as e:  # a checkpoint of another configuration in --out
         raise SystemExit(f"{Path(__file__).name}: error: {e}") from None
