@@ -78,8 +78,9 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
         queries the same increment); ``"adjoint"`` (the backward solve of (y, a, dL/dtheta) on the
         same path, additive noise only: it approaches backprop's gradient as steps grow).
     t_eval: times at which to return states (linear inside a step); default y(t1) only.
-    adjoint_params: what checkpoint/adjoint differentiate (default: the parameters of the field,
-        and of ``noise`` when it is an ``nn.Module``).
+    adjoint_params: what checkpoint/adjoint differentiate (default: the trainable parameters of
+        the field and of a callable ``noise``, as :func:`~contdepth.solve.solve` finds them: a
+        module's or a module method's parameters, else the tensors one evaluation depends on).
     """
     y0 = check_y0(y0)
     if not isinstance(y0, torch.Tensor):
@@ -99,8 +100,9 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     else:
         bm.check_fits(t0, t1, y0.shape, y0.dtype, y0.device)
     params = None if adjoint_params is None else list(adjoint_params)
-    drift = as_term(field, y0, params=params)
-    term = SDETerm(drift, noise, bm, y0, params=params)
+    probe_t = None if gradient == "backprop" else t0
+    drift = as_term(field, y0, params=params, probe_t=probe_t)
+    term = SDETerm(drift, noise, bm, y0, params=params, probe_t=probe_t)
     term.check_state(y0)
     term.check_interval(t0, t1)
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)

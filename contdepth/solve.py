@@ -91,7 +91,16 @@ def _floats(values) -> list[float]:
     return [float(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
 
 
+def check_no_time_grad(name: str, value: object) -> None:
+    """Raise if ``value`` is a tensor requiring grad while grad is on: gradients with respect to
+    times are not computed, and returning none would be a silent wrong answer."""
+    if isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled():
+        raise NotImplementedError(f"{name} requires grad, but contdepth does not compute gradients with respect to "
+                                  f"times yet; pass {name}.detach() (or build it without requires_grad)")
+
+
 def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
+    check_no_time_grad(name, values)
     times = tuple(float(t) for t in (values.tolist() if isinstance(values, torch.Tensor) else values))
     if not all(math.isfinite(t) for t in times):
         raise ValueError(f"{name} must hold finite times, got {list(times)}")
@@ -106,6 +115,8 @@ def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
 
 def check_interval_args(func: Callable, t0: float | None, t1: float | None) -> tuple[float, float, object]:
     """(t0, t1, control grid or None): the interval of a solve, defaulting to a ControlledField's grid."""
+    check_no_time_grad("t0", t0)
+    check_no_time_grad("t1", t1)
     control = func.grid if isinstance(func, ControlledField) else None
     if control is None and (t0 is None or t1 is None):
         raise ValueError(f"t0 and t1 are required for a plain func(t, y) ({type(func).__name__}); "
@@ -141,7 +152,8 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     jump_t = _floats(options.pop("jump_t", ()))
     back_jumps = _floats(adjoint_options.pop("jump_t", ()))
     params = None if adjoint_params is None else list(adjoint_params)
-    term = as_term(func, y0, params=params, jump_t=jump_t, declare_jumps=declare_jumps)
+    term = as_term(func, y0, params=params, jump_t=jump_t, declare_jumps=declare_jumps,
+                   probe_t=None if gradient == "backprop" else t0)
     term.check_state(y0)
     term.check_interval(t0, t1)
 
@@ -207,7 +219,10 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         fixed-step method, which would ignore them.
     t_eval: times at which to return states (anywhere in [t0, t1]; inside a step by the method's
         dense output: linear for fixed-step methods). Without it ``Solution.ys`` holds y(t1).
-    adjoint_params: the tensors checkpoint/adjoint differentiate (default: func's parameters).
+    adjoint_params: the tensors checkpoint/adjoint differentiate (default: the trainable
+        parameters of func if it is an ``nn.Module`` or a method of one, as torchsde's ``sde.f``;
+        for any other callable, every trainable tensor that one evaluation f(t0, y0) depends on,
+        found from its autograd graph: one extra call of func, not counted in the statistics).
     declare_jumps: end adaptive steps on the knots of piecewise-constant theta (leave on; off
         only to measure what it saves).
     """
@@ -236,6 +251,7 @@ def _check_t(t: object) -> tuple[float, ...]:
         raise TypeError(f"t must be a 1-D torch.Tensor of times, got {type(t).__name__}")
     if t.dim() != 1 or len(t) == 0 or not t.is_floating_point():
         raise ValueError(f"t must be a non-empty 1-D floating tensor, got shape {tuple(t.shape)}, dtype {t.dtype}")
+    check_no_time_grad("t", t)
     times = tuple(t.tolist())
     if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t must hold finite times, got {list(times)}")
@@ -265,7 +281,8 @@ def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, at
 
     Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
     (the last step shortened; states between steps by linear interpolation). Unlike torchdiffeq,
-    an unknown option is an error. Gradients with respect to ``t`` are not computed.
+    an unknown option is an error. Gradients with respect to ``t`` are not computed: a ``t``
+    that requires grad is an error (``NotImplementedError``), not a silent ``None``.
     """
     return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="backprop",
                    adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
@@ -279,14 +296,12 @@ def odeint_adjoint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 
                    adjoint_params: Sequence[torch.Tensor] | None = None) -> State:
     """torchdiffeq's ``odeint_adjoint``: as :func:`odeint`, gradients by the continuous adjoint.
 
-    ``adjoint_params``: the tensors to differentiate (default: ``func.parameters()``, so func must
-    then be an ``nn.Module``). ``adjoint_rtol``/``adjoint_atol``/``adjoint_method`` default to the
+    ``adjoint_params``: the tensors to differentiate (default: the trainable parameters of func
+    if it is an ``nn.Module`` or a method of one; for any other callable, every trainable tensor
+    one evaluation func(t[0], y0) depends on, found from its autograd graph). ``adjoint_rtol``/``adjoint_atol``/``adjoint_method`` default to the
     forward solve's; ``adjoint_options={"norm": "seminorm"}`` leaves the parameter integrals out of
     the backward error control (Kidger et al. 2021).
     """
-    if adjoint_params is None and not isinstance(func, torch.nn.Module):
-        raise ValueError("func must be an nn.Module to take its parameters as adjoint_params; otherwise pass "
-                         "adjoint_params=(tensors to differentiate) explicitly (() for none)")
     return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="adjoint",
                    adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
                    adjoint_options=adjoint_options, adjoint_params=adjoint_params)

@@ -19,10 +19,26 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .solution import StepCounts
-from .tree import State, leaves
+from .tree import State, leaves, tree_map
 
 
-@functools.lru_cache(maxsize=4096)
+def tensor_cache(maxsize: int):
+    """``functools.lru_cache`` for functions that build constant tensors, keyed also on whether
+    inference mode is on: a tensor made under ``torch.inference_mode()`` cannot be saved for
+    backward, so it must never be handed to a later solve that trains."""
+    def decorate(fn):
+        cached = functools.lru_cache(maxsize=maxsize)(lambda inference, *args: fn(*args))
+
+        @functools.wraps(fn)
+        def wrapper(*args):
+            return cached(torch.is_inference_mode_enabled(), *args)
+
+        wrapper.cache_clear = cached.cache_clear
+        return wrapper
+    return decorate
+
+
+@tensor_cache(maxsize=4096)
 def time_tensor(t: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """t as a 0-dim tensor, cached: fixed grids evaluate the same times at every training step.
     (The cached tensor is shared: a field must not modify t in place.)"""
@@ -37,6 +53,7 @@ class Term:
     """
 
     counts: StepCounts
+    params_explicit: bool = False  # True when the user named the parameters (adjoint_params)
 
     def __call__(self, t: float, y: State, side: int) -> State:
         raise NotImplementedError
@@ -113,22 +130,62 @@ def check_params_match(params: Iterable[torch.Tensor], y0: State, owner: str) ->
                              f"{first.dtype} on {first.device}; move one to the other (e.g. func.to(y0.dtype))")
 
 
+def trainable_leaves(out: State) -> list[torch.Tensor]:
+    """The leaf tensors requiring grad that ``out`` was computed from (a walk of its autograd graph)."""
+    found: dict[int, torch.Tensor] = {}
+    stack, seen = [], set()
+    for x in leaves(out):
+        if x.grad_fn is not None:
+            stack.append(x.grad_fn)
+        elif x.requires_grad:
+            found[id(x)] = x
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)  # an AccumulateGrad node: a leaf
+        if var is not None:
+            found.setdefault(id(var), var)
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return list(found.values())
+
+
+def default_params(func: Callable, y0: State, t0: float | None) -> list[torch.Tensor]:
+    """What checkpoint/adjoint differentiate when the user names nothing: the trainable
+    parameters of ``func`` if it is an ``nn.Module`` or a method of one (torchsde's ``sde.f``);
+    for any other callable, every trainable tensor one evaluation f(t0, y0) is computed from
+    (closures, globals, modules it calls), found by walking that evaluation's autograd graph.
+    ``t0`` None: no probe evaluation (backprop, or no gradient wanted), so no parameters."""
+    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        return [p for p in owner.parameters() if p.requires_grad]
+    if t0 is None or not torch.is_grad_enabled():
+        return []
+    first = leaves(y0)[0]
+    with torch.enable_grad():
+        out = func(time_tensor(t0, first.dtype, first.device), tree_map(torch.Tensor.detach, y0))
+    return trainable_leaves(out) if isinstance(out, (torch.Tensor, tuple)) else []
+
+
 class FuncTerm(Term):
     """Any callable ``func(t, y)`` with t a 0-dim tensor of y's dtype and device.
 
-    ``params``: what checkpoint/adjoint differentiate (default: ``func.parameters()`` requiring
-    grad when func is an ``nn.Module``). ``jump_t``: user-declared times where func jumps.
+    ``params``: what checkpoint/adjoint differentiate (default: :func:`default_params`, probing
+    f(probe_t, y0) when func is not a module or a module's method and ``probe_t`` is given).
+    ``jump_t``: user-declared times where func jumps.
     """
 
     def __init__(self, func: Callable, y0: State, *, params: Sequence[torch.Tensor] | None = None,
-                 jump_t: Sequence[float] = ()) -> None:
+                 jump_t: Sequence[float] = (), probe_t: float | None = None) -> None:
         if not callable(func):
             raise TypeError(f"func must be callable as func(t, y), got {type(func).__name__}")
         self.func = func
         first = leaves(y0)[0]
         self.dtype, self.device = first.dtype, first.device
+        self.params_explicit = params is not None
         if params is None:
-            params = [p for p in func.parameters() if p.requires_grad] if isinstance(func, torch.nn.Module) else []
+            params = default_params(func, y0, probe_t)
         self._params = list(params)
         self._jumps = tuple(sorted(float(t) for t in jump_t))
         self._checked = False
@@ -156,18 +213,20 @@ class FuncTerm(Term):
         return self._params
 
     def check_state(self, y0: State) -> None:
-        if isinstance(self.func, torch.nn.Module):
-            check_params_match(self.func.parameters(), y0, f"func ({type(self.func).__name__})")
+        owner = self.func if isinstance(self.func, torch.nn.Module) else getattr(self.func, "__self__", None)
+        if isinstance(owner, torch.nn.Module):
+            check_params_match(owner.parameters(), y0, f"func ({type(owner).__name__})")
 
 
 def as_term(func: object, y0: State, *, params: Sequence[torch.Tensor] | None = None,
-            jump_t: Sequence[float] = (), declare_jumps: bool = True) -> Term:
+            jump_t: Sequence[float] = (), declare_jumps: bool = True, probe_t: float | None = None) -> Term:
     """The term of ``func``: its own (``func.make_term``) or a :class:`FuncTerm`.
-    ``declare_jumps=False`` asks a term with built-in jumps (a control grid's knots) to hide them."""
+    ``declare_jumps=False`` asks a term with built-in jumps (a control grid's knots) to hide them;
+    ``probe_t``: where to probe a plain callable for its trainable tensors (:func:`default_params`)."""
     make = getattr(func, "make_term", None)
     if make is not None:
         return make(params=params, jump_t=jump_t, declare_jumps=declare_jumps)
-    return FuncTerm(func, y0, params=params, jump_t=jump_t)
+    return FuncTerm(func, y0, params=params, jump_t=jump_t, probe_t=probe_t)
 
 
 class SDETerm(Term):
@@ -179,13 +238,13 @@ class SDETerm(Term):
     """
 
     def __init__(self, drift: Term, noise: float | Callable, bm, y0: State,
-                 params: Sequence[torch.Tensor] | None = None) -> None:
+                 params: Sequence[torch.Tensor] | None = None, probe_t: float | None = None) -> None:
         self.drift, self.noise, self.bm = drift, noise, bm
         self.additive = not callable(noise)
         first = leaves(y0)[0]
         self.dtype, self.device = first.dtype, first.device
-        if params is None and isinstance(noise, torch.nn.Module):
-            params = [p for p in noise.parameters() if p.requires_grad]
+        if params is None and not self.additive:
+            params = default_params(noise, y0, probe_t)
         self._noise_params = list(params or [])
         self._checked = False
 
@@ -205,6 +264,10 @@ class SDETerm(Term):
 
     def jumps(self) -> tuple[float, ...]:
         return self.drift.jumps()
+
+    @property
+    def params_explicit(self) -> bool:
+        return self.drift.params_explicit
 
     def params(self) -> list[torch.Tensor]:
         return self.drift.params() + self._own_params()
@@ -235,15 +298,18 @@ class SDETerm(Term):
 
     def diffusion_derivative(self, t: float, y: torch.Tensor) -> tuple[State | float | None, State | None]:
         """(g, g * dg/dy) with dg_i/dy_i by autograd: the Milstein correction of diagonal noise
-        (g_i must depend on y_i alone). None for additive noise, whose derivative is zero."""
+        (g_i must depend on y_i alone). None when g does not depend on y (additive, or a function
+        of t and the parameters only), whose derivative is zero: Milstein is then Euler-Maruyama."""
         if self.additive:
             return self.diffusion(t, y), None
         outer = torch.is_grad_enabled()
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_()
             g = self.diffusion(t, y_in)
-            dg, = torch.autograd.grad(g, y_in, torch.ones_like(g), create_graph=outer)
-        return g, g * dg
+            if not g.requires_grad:
+                return g, None
+            dg, = torch.autograd.grad(g, y_in, torch.ones_like(g), create_graph=outer, allow_unused=True)
+        return g, None if dg is None else g * dg
 
     def increment(self, t: float, h: float) -> State | None:
         """W(t + h) - W(t) (None when there is no noise)."""

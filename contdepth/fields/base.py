@@ -150,6 +150,7 @@ class ControlTerm(Term):
 
     def __init__(self, field: ControlledField, *, params=None, jump_t=(), declare_jumps: bool = True) -> None:
         self.field = field
+        self.params_explicit = params is not None
         self._params = trainable(field) if params is None else list(params)
         self._jumps = tuple(sorted(set(field.grid.breaks() if declare_jumps else []) | {float(t) for t in jump_t}))
         self.counts = StepCounts()

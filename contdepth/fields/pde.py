@@ -1,13 +1,12 @@
 """The PDE-stencil field of seed 000 ch. 4 on image states (B, C, H, W)."""
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from ..errors import check_choice, check_positive_int
 from ..grid import ControlGrid
+from ..terms import tensor_cache
 from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
 from .conv import conv_vjp
 
@@ -27,7 +26,7 @@ def stencil_kernel(alpha: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor,
     return torch.stack(rows, dim=-1).view(-1, 1, 3, 3)
 
 
-@functools.lru_cache(maxsize=16)
+@tensor_cache(maxsize=16)
 def _stencil_jacobian(s: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The (9, 5) derivative of :func:`stencil_kernel`'s entries by (alpha^2/2, beta, sigma^2/2, rho, gamma)."""
     jac = torch.zeros(9, 5, dtype=dtype, device=device)

@@ -14,7 +14,7 @@ import torch
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
 from .fused import fused_applies, solve_fused
-from .common import PieceGrads, add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
+from .common import PieceGrads, add_grads, check_params_found, counting, output_grads, stack_outputs, vjp, with_t0_outputs
 
 
 class _Checkpoint(torch.autograd.Function):
@@ -51,6 +51,8 @@ class _Checkpoint(torch.autograd.Function):
                     y1, s1, outs = replay(term, stepper, rec, rebuild(y_like, y_in), rebuild(s_like, s_in))
                 problem.stats.backward.accepted_steps += 1
                 s1 = leaves(s1)
+                if rec is steps[-1][0]:
+                    check_params_found(problem, leaves(y1) + s1, y_in + s_in)
                 grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in,
                                a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]],
                                sparse=params.inputs)

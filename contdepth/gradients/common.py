@@ -14,7 +14,7 @@ import torch
 from ..solution import StepCounts
 from ..solvers.controllers import close
 from ..solvers.engine import Problem
-from ..terms import Term
+from ..terms import Term, trainable_leaves
 from ..tree import State, leaves
 
 
@@ -36,6 +36,22 @@ def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
         grads = list(torch.autograd.grad(outs, everything, cotangents, allow_unused=True))
     n = len(inputs)
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads[:n])] + grads[n:]
+
+
+def check_params_found(problem: Problem, outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]) -> None:
+    """Raise if ``outputs`` (one replayed step) depend on a trainable tensor that is neither an
+    input nor among the parameters found by default: its gradient would silently be missing.
+    (Not checked when the user named the parameters with ``adjoint_params``.)"""
+    if problem.term.params_explicit:
+        return
+    known = {id(x) for x in list(inputs) + problem.params()}
+    missed = [x for x in trainable_leaves(outputs) if id(x) not in known]
+    if missed:
+        shapes = ", ".join(str(tuple(x.shape)) for x in missed[:4])
+        raise RuntimeError(f"the field uses {len(missed)} trainable tensor(s) (shapes {shapes}) that were not found "
+                           "as its parameters (they are not parameters of func, and no evaluation at t0 used them); "
+                           "their gradients would be missing: pass adjoint_params=[...] naming every tensor to "
+                           "differentiate")
 
 
 class PieceGrads:
