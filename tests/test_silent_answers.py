@@ -83,6 +83,16 @@ def test_tensor_used_only_later_is_an_error_naming_adjoint_params(gradient):
         y1.sum().backward()
 
 
+def test_reversible_tensor_used_only_later_is_an_error_naming_adjoint_params():
+    k = torch.tensor(0.5, dtype=DT, requires_grad=True)
+    func = lambda t, s: (s[1], -s[0] * (k if t > 0.5 else 1.0))
+    q0 = torch.ones(3, dtype=DT, requires_grad=True)
+    q1, _ = cd.solve(func, (q0, torch.zeros(3, dtype=DT)), t0=0.0, t1=1.0, method="leapfrog", steps=10,
+                     gradient="reversible").y1
+    with pytest.raises(RuntimeError, match="adjoint_params"):
+        q1.sum().backward()
+
+
 def test_named_adjoint_params_are_respected():
     k = torch.tensor(0.5, dtype=DT, requires_grad=True)
     func = lambda t, y: -y * (k if t > 0.5 else 1.0)

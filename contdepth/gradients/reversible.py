@@ -14,7 +14,7 @@ import torch
 
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
-from .common import add_grads, counting, output_grads, stack_outputs, vjp, with_t0_outputs
+from .common import add_grads, check_params_found, counting, output_grads, stack_outputs, vjp, with_t0_outputs
 
 
 class _Reversible(torch.autograd.Function):
@@ -44,6 +44,8 @@ class _Reversible(torch.autograd.Function):
                     y_in = detach(y, True)
                     y1, _, outs = replay(term, stepper, rec, y_in, ())
                 problem.stats.backward.accepted_steps += 1
+                if rec is ctx.records[-1]:
+                    check_params_found(problem, leaves(y1), leaves(y_in))
                 grads_in = vjp(leaves(y1) + [x for o in outs for x in leaves(o)], leaves(y_in) + params,
                                a_y + [x for i, _ in rec.outs for x in g[i]])
                 a_y, p_grads = grads_in[:len(a_y)], add_grads(p_grads, grads_in[len(a_y):])
