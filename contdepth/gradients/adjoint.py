@@ -6,14 +6,18 @@ state (y, a, g) (eq. 11-12)
     dy/dt = f(t, y),   da/dt = -a^T df/dy,   dg/dt = -a^T df/dtheta,   g(t1) = 0,
 
 so that dL/dy0 = a(t0) and dL/dtheta = g(t0) (the parameter integral of eq. 12). Requested
-states at other times add their gradients to a on the way. Fixed-step methods walk the forward
-grid in reverse (an output interpolated inside a step adds its gradient to both ends with the
-interpolation weights); adaptive methods control the error of (y, a, g), or of (y, a) alone
-with ``seminorm`` (Kidger, Chen & Lyons 2021: the g-integrals do not feed back into the
-dynamics), and stop at every output time and jump of f. Fixed-step Runge-Kutta methods march
-(y, a) alone and take g as the stepper's own quadrature of its stages (the same numbers as
-marching g along, without parameter-sized tensors in every stage's combination). The gradient is
-that of the continuous problem, so it differs from backprop's by the discretisation error.
+states at other times add their gradients to a on the way, and there y restarts from the forward
+pass, y(t_k) := y_k (as torchdiffeq's ``odeint_adjoint``, which solves backward from one output
+time to the previous one): the backward reconstruction of y errs over one output interval, not
+over all of [t0, t1]. Fixed-step methods walk the forward grid in reverse; an output interpolated
+inside a step adds its gradient to both ends with the interpolation weights, and y restarts at the
+step's later end (the backward solve's first) from the forward value kept there. Adaptive methods
+control the error of (y, a, g), or of (y, a) alone with ``seminorm`` (Kidger, Chen & Lyons 2021:
+the g-integrals do not feed back into the dynamics), and stop at every output time and jump of f.
+Fixed-step Runge-Kutta methods march (y, a) alone and take g as the stepper's own quadrature of
+its stages (the same numbers as marching g along, without parameter-sized tensors in every
+stage's combination). The gradient is that of the continuous problem, so it differs from
+backprop's by the discretisation error.
 """
 from __future__ import annotations
 
@@ -101,15 +105,19 @@ class QuadratureAdjointTerm(Term):
         return self._grads if self.by_hand else self.params.result()
 
 
+def _grid_index(times: tuple[float, ...], t: float) -> int:
+    """The first j with times[j] at or past t (up to rounding) in the grid's direction."""
+    d = 1 if times[-1] > times[0] else -1
+    return bisect.bisect_left([d * s for s in times], d * t - 1e-12 * max(1.0, abs(t)))
+
+
 def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:
     """Where the backward solve adds each output's gradient, with which weight."""
     at: dict[float, list] = defaultdict(list)
     if isinstance(problem.grid, FixedGrid):
         times = problem.grid.times
-        d = 1 if times[-1] > times[0] else -1
-        keys = [d * t for t in times]
         for i, t in enumerate(problem.out_times):
-            j = bisect.bisect_left(keys, d * t - 1e-12 * max(1.0, abs(t)))
+            j = _grid_index(times, t)
             if close(t, times[j]):
                 at[times[j]].append((g[i], 1.0))
             else:  # inside step j - 1 -> j: the forward pass interpolated linearly
@@ -122,22 +130,55 @@ def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[Stat
     return at
 
 
+def _restarts(problem: Problem) -> tuple[dict[float, int], tuple[float, ...]]:
+    """The step ends strictly inside (t0, t1) where the backward solve restarts y from the forward
+    pass: {time: index of the output that is y there}, and the ends of the fixed steps an output is
+    interpolated in (the step end the backward solve reaches first), whose y the forward pass keeps."""
+    inside = lambda t: not (close(t, problem.t0) or close(t, problem.t1))
+    if not isinstance(problem.grid, FixedGrid):  # every output time is a stop of the backward solve
+        return {t: i for i, t in enumerate(problem.out_times) if inside(t)}, ()
+    times = problem.grid.times
+    outputs, ends = {}, []
+    for i, t in enumerate(problem.out_times):
+        j = _grid_index(times, t)
+        if close(t, times[j]):
+            outputs[times[j]] = i
+        else:
+            ends.append(times[j])
+    return ({s: i for s, i in outputs.items() if inside(s)},
+            tuple(dict.fromkeys(s for s in ends if inside(s) and s not in outputs)))
+
+
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: Problem, like: State, *inputs: torch.Tensor):
         n = len(leaves(like))
+        from_outputs, from_steps = _restarts(problem)
+        wanted, kept = frozenset(from_steps), {}
+
+        def keep(rec, y: State, state: tuple) -> None:
+            if rec.t in wanted:
+                kept[rec.t] = y
+
         with torch.no_grad():
-            outs, y1 = problem.march(rebuild(like, inputs[:n]))
-        ctx.problem, ctx.like = problem, like
-        ctx.save_for_backward(*leaves(y1))
-        return stack_outputs(outs)
+            outs, y1 = problem.march(rebuild(like, inputs[:n]), on_step=keep if from_steps else None)
+        stacked = stack_outputs(outs)
+        ctx.problem, ctx.like, ctx.from_outputs, ctx.from_steps = problem, like, from_outputs, from_steps
+        ctx.y1_is_output = close(problem.out_times[-1], problem.t1)  # then y1 is the last output itself
+        ctx.save_for_backward(*stacked, *(x for t in from_steps for x in leaves(kept[t])),
+                              *(() if ctx.y1_is_output else leaves(y1)))
+        return stacked
 
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
         config = problem.adjoint
-        y1 = rebuild(ctx.like, ctx.saved_tensors)
-        g = [rebuild(ctx.like, x) for x in output_grads(ctx.like, grads, len(problem.out_times))]
+        like, saved, n = ctx.like, ctx.saved_tensors, len(leaves(ctx.like))
+        output = lambda i: rebuild(like, [x[i] for x in saved[:n]])
+        y1 = output(-1) if ctx.y1_is_output else rebuild(like, saved[-n:])
+        restart = {t: output(i) for t, i in ctx.from_outputs.items()}
+        restart.update((t, rebuild(like, saved[(1 + k) * n:(2 + k) * n])) for k, t in enumerate(ctx.from_steps))
+        g = [rebuild(like, x) for x in output_grads(like, grads, len(problem.out_times))]
         at = _injections(problem, g)
 
         def gathered(t: float, a: State) -> State:
@@ -145,8 +186,8 @@ class _Adjoint(torch.autograd.Function):
                 a = add(a, grad if w == 1.0 else tree_map(lambda x: w * x, grad))
             return a
 
-        def inject(t: float, state):
-            return (state[0], gathered(t, state[1]), *state[2:]) if t in at else state
+        def inject(t: float, state):  # every restart time is also in ``at``
+            return (restart.get(t, state[0]), gathered(t, state[1]), *state[2:]) if t in at else state
 
         stepper = config.stepper
         quadrature = isinstance(stepper, RungeKutta) and not stepper.adaptive and not stepper.fsal \
@@ -180,5 +221,6 @@ class _Adjoint(torch.autograd.Function):
 
 def solve_adjoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
     """Per leaf of the state, its values at ``problem.out_times`` stacked; gradients by the
-    continuous adjoint, storing only y(t1)."""
+    continuous adjoint, storing these outputs, y(t1) unless it is one of them, and y at the end of
+    each fixed step an output is interpolated in."""
     return _Adjoint.apply(problem, detach(y0), *leaves(y0), *problem.term.params())

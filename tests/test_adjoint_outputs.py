@@ -1,0 +1,165 @@
+"""The adjoint with many output times: y restarts from the forward pass at each of them.
+
+torchdiffeq's ``odeint_adjoint`` solves backward from one output time to the previous one,
+starting each interval from the forward solution there. On a grid that contains the output
+times contdepth's fixed-step adjoint is then the same algorithm, so the gradients agree to
+rounding; before the restart, y was rebuilt backward from y(t1) alone across [t0, t1] and the
+Euler gradient error was 3.3-5x torchdiffeq's (dL/dtheta off by 1e9 for a contracting field).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchdiffeq
+
+import contdepth as cd
+
+DT = torch.float64
+T = torch.linspace(0, 2, 11, dtype=DT)  # ten output times after t0
+W = torch.linspace(0.3, 1.2, 11, dtype=DT)[:, None] * torch.tensor([1.0, -0.7], dtype=DT)
+Y0 = torch.tensor([1.1, -0.6], dtype=DT)
+
+
+class Cubic(torch.nn.Module):
+    """dy/dt = -y^3 + sin(3t) theta + y reversed / 2: nonlinear, time-dependent, coupled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor([0.8, -0.3], dtype=DT))
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -y ** 3 + torch.sin(3 * t) * self.theta + 0.5 * y.flip(0)
+
+
+class CubicPair(Cubic):
+    """:class:`Cubic` on the state as a tuple of its two components."""
+
+    def forward(self, t: torch.Tensor, y: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        f = super().forward(t, torch.stack(y))
+        return f[0], f[1]
+
+
+class Relax(torch.nn.Module):
+    """dy/dt = -theta (y - sin t), theta = 20: contracting forward, so expanding backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(20.0, dtype=DT))
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -self.theta * (y - torch.sin(t))
+
+
+def gradient(run, field: type[torch.nn.Module] = Cubic, y0: torch.Tensor = Y0, w: torch.Tensor = W) -> torch.Tensor:
+    """(dL/dy0, dL/dtheta) flattened, for L = sum_k w_k . y(t_k) and ys = run(field, y0)."""
+    f, y0 = field(), y0.clone().requires_grad_()
+    ys = run(f, y0)
+    return torch.cat([g.flatten() for g in torch.autograd.grad((w * ys).sum(), (y0, f.theta))])
+
+
+# The exact gradients (dL/dy0, dL/dtheta): backprop through RK4 with h = 5e-4, which agrees with
+# h = 1e-3 to 1e-12 (Cubic) and 6e-11 (Relax); test_exact_gradients checks them against h = 0.02.
+EXACT = torch.tensor([0.8167200969314562, -2.276684703922664, -0.48899650791659793, -0.6083147078405619], dtype=DT)
+W_RELAX = torch.linspace(0.5, 1.5, 11, dtype=DT)
+Y0_RELAX = torch.tensor(1.0, dtype=DT)
+EXACT_RELAX = torch.tensor([0.5112292259316956, 0.006350077206764274], dtype=DT)
+
+
+def test_exact_gradients():
+    rk4 = lambda f, y: cd.odeint(f, y, T, method="rk4", options={"step_size": 0.02})  # errs 1.5e-7, 1.4e-5
+    torch.testing.assert_close(gradient(rk4), EXACT, rtol=0, atol=3e-7)
+    torch.testing.assert_close(gradient(rk4, Relax, Y0_RELAX, W_RELAX), EXACT_RELAX, rtol=0, atol=3e-5)
+
+
+@pytest.mark.parametrize("method, h", [("euler", 0.2), ("euler", 0.05), ("euler", 0.025), ("midpoint", 0.05)])
+def test_fixed_step_adjoint_equals_torchdiffeq_with_ten_outputs(method, h):
+    """Output times on the grid: the same steps forward and backward, the same restarts."""
+    opts = {"step_size": h}
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, method=method, options=opts))
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, method=method, options=opts))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)  # was 0.43 apart (euler, h = 0.05)
+
+
+def test_euler_adjoint_error_is_first_order_and_torchdiffeqs():
+    """The issue's measurement: error against the converged gradient, halving with h."""
+    errors = []
+    for h in (0.1, 0.05, 0.025):
+        opts = {"step_size": h}
+        ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, method="euler", options=opts))
+        theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, method="euler", options=opts))
+        errors.append((ours - EXACT).norm().item())
+        assert errors[-1] <= 1.05 * (theirs - EXACT).norm().item()  # was 3.8-4.7x
+    assert 1.8 < errors[0] / errors[1] < 2.2 and 1.8 < errors[1] / errors[2] < 2.2
+
+
+def test_tuple_state_restarts_each_leaf():
+    """The restart rebuilds a tuple state leaf by leaf (torchdiffeq takes tuples too)."""
+    opts = {"step_size": 0.05}
+    pair = lambda odeint: lambda f, y: torch.stack(odeint(f, (y[0], y[1]), T, method="euler", options=opts), -1)
+    ours = gradient(pair(cd.odeint_adjoint), CubicPair)
+    theirs = gradient(pair(torchdiffeq.odeint_adjoint), CubicPair)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_contracting_field_gradient_is_accurate():
+    """y rebuilt backward over [0, 2] grows like 1.2^200; restarted every 0.2 only like 1.2^20.
+    Before the restart dL/dtheta was -8.7e8 (exact 0.0064), silently."""
+    opts = {"step_size": 0.02}
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, method="euler", options=opts), Relax, Y0_RELAX, W_RELAX)
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, method="euler", options=opts),
+                      Relax, Y0_RELAX, W_RELAX)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    assert (ours - EXACT_RELAX).abs().max() < 0.01  # first order: 0.0076 at h = 0.02
+
+
+@pytest.mark.parametrize("method, h", [("euler", 0.05), ("midpoint", 0.1)])
+def test_single_output_is_one_backward_solve(method, h):
+    """Outputs at t1 (and t0) only: no restart, the one-interval torchdiffeq adjoint."""
+    t, w = T[[0, -1]], W[[0, -1]]
+    opts = {"step_size": h}
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, t, method=method, options=opts), w=w)
+    both = gradient(lambda f, y: cd.odeint_adjoint(f, y, t, method=method, options=opts), w=w)
+    torch.testing.assert_close(both, theirs, rtol=0, atol=1e-12)
+    last = gradient(lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method=method, options=opts,
+                                          gradient="adjoint").y1, w=w[1])
+    torch.testing.assert_close(last + torch.cat([w[0], torch.zeros(2, dtype=DT)]), both, rtol=0, atol=1e-15)
+
+
+def test_interpolated_output_restarts_at_the_steps_later_end():
+    """An output inside step t_j -> t_j+1 restarts y at t_j+1 from the forward value: the same
+    gradient as with t_j+1 as an extra output of zero weight (an output on the grid)."""
+    solve = lambda times: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
+                                                gradient="adjoint").ys
+    w = W[[2, 5]]
+    inside = gradient(solve([0.37, 1.23]), w=w)   # in steps 0.3 -> 0.4 and 1.2 -> 1.3
+    ends = gradient(solve([0.37, 0.4, 1.23, 1.3]), w=torch.stack([w[0], 0 * w[0], w[1], 0 * w[1]]))
+    torch.testing.assert_close(inside, ends, rtol=0, atol=1e-15)
+    earlier = gradient(solve([0.3, 0.37, 1.2, 1.23]), w=torch.stack([0 * w[0], w[0], 0 * w[1], w[1]]))
+    assert (inside - earlier).abs().max() > 1e-4  # where y restarts matters
+
+
+def test_interpolated_outputs_error_close_to_torchdiffeqs():
+    """h = 0.03 puts the outputs at multiples of 0.2 inside steps; torchdiffeq restarts at the
+    interpolated value on its own backward grid. Without the restart the error was 4.6x its."""
+    opts = {"step_size": 0.03}
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, method="euler", options=opts))
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, method="euler", options=opts))
+    assert (ours - EXACT).norm() <= 1.1 * (theirs - EXACT).norm()  # 1.046x
+
+
+def test_adaptive_adjoint_restarts_at_outputs():
+    """dopri5 with rtol 1e-3: the restart took the error from 4.3x torchdiffeq's to 0.96x."""
+    kw = dict(method="dopri5", rtol=1e-3, atol=1e-5)
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, **kw))
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, **kw))
+    assert (ours - EXACT).norm() <= 1.05 * (theirs - EXACT).norm()
+
+
+@pytest.mark.parametrize("times, states", [(None, 1), ([0.5, 1.0, 2.0], 3), ([0.55, 1.0], 4)])
+def test_saved_states(times, states):
+    """Saved for backward: the outputs, y(t1) unless it is the last, and y at the later end of a
+    step an output is interpolated in (0.55 in 0.5 -> 0.6 keeps y(0.6))."""
+    sol = cd.solve(Cubic(), Y0.clone().requires_grad_(), t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
+                   gradient="adjoint")
+    storages = {x.untyped_storage().data_ptr(): x.untyped_storage().nbytes() for x in sol.ys.grad_fn.saved_tensors}
+    assert sum(storages.values()) == states * Y0.numel() * 8
