@@ -13,8 +13,8 @@ from contdepth import ControlGrid
     (dict(t0=True, t1=2.0), TypeError, "ControlGrid t0 must be a finite float, got True"),
     (dict(t0=0.0, t1="1"), TypeError, "ControlGrid t1 must be a finite float"),
     (dict(t0=1.0, t1=1.0), ValueError, r"ControlGrid needs t1 > t0, got t0=1.0, t1=1.0"),
-    (dict(n=0), ValueError, "ControlGrid n"),
-    (dict(interp="cubic"), ValueError, "ControlGrid interp"),
+    (dict(n=0), ValueError, "^ControlGrid n must be >= 1, got 0"),
+    (dict(interp="cubic"), ValueError, "^ControlGrid interp must be one of"),
     (dict(n=1, interp="linear"), ValueError, r"ControlGrid n must be >= 2 for interp='linear', got 1"),
 ])
 def test_bad_arguments_name_themselves(kwargs, error, match):
@@ -69,7 +69,7 @@ def test_refine_keeps_the_interval():
     grid = ControlGrid(t0=2.0, t1=6.0, n=3, interp="linear")
     fine = grid.refine(2)
     assert (fine.t0, fine.t1, fine.n, fine.interp) == (2.0, 6.0, 5, "linear")
-    with pytest.raises(ValueError, match="factor"):
+    with pytest.raises(ValueError, match="^factor must be >= 1"):
         grid.refine(0)
 
 
@@ -77,6 +77,8 @@ def test_prolong_checks_and_keeps_theta():
     grid = ControlGrid(0.0, 1.0, n=4, interp="linear")
     with pytest.raises(ValueError, match=r"values must have a leading control axis of length 4, got \(3, 2\)"):
         grid.prolong(torch.zeros(3, 2), 2)
+    meta = grid.prolong(torch.zeros(4, 2, device="meta"), 3)  # device-agnostic: nothing made on the CPU
+    assert meta.device.type == "meta" and meta.shape == (10, 2)
     values = torch.arange(8.0).view(4, 2) ** 2
     fine = grid.prolong(values, 3)
     assert fine.shape == (10, 2)
