@@ -3,7 +3,9 @@
 Every ```python block of README.md and of the guide (docs/*.md, docs/guide/*.md) runs on its own,
 in a fresh namespace: each block is self-contained (its own imports). A block that must not run
 (rare: a training run too slow for the suite, or code that needs a file the reader has) is
-preceded by the line ``<!-- not-run: why -->``; the reason is required.
+preceded by the line ``<!-- not-run: why -->``; the reason is required. The blocks are examples,
+not experiments: all of them together take about 15 s on the project's 2-core machine (keep it
+so: make a slow block smaller, or mark it not-run with its reason).
 
 The API pages (docs/api/*.md) are mkdocstrings directives (``::: contdepth.xxx``); a module
 directive renders the module's public names (its ``__all__``, or its own top-level definitions).
@@ -11,7 +13,6 @@ The test checks that every name of ``contdepth.__all__`` and of each subpackage 
 """
 import importlib
 import re
-import time
 import types
 from pathlib import Path
 
@@ -25,8 +26,6 @@ GUIDE = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs")
     str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "guide").glob("*.md"))
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(\S.*?)\s*-->\s*\n\s*$")
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.S | re.M)
-BUDGET_S = 40.0  # all blocks together; about 15 s on an idle 2-core machine
-_elapsed: list[float] = []
 
 
 def _blocks(doc: str) -> list[tuple[int, str, str | None]]:
@@ -53,19 +52,7 @@ def test_python_block_runs(doc, line, code, why):
     if why is not None:
         pytest.skip(f"marked not-run: {why}")
     torch.manual_seed(0)
-    start = time.perf_counter()
-    try:
-        exec(compile(code, f"{doc}:{line}", "exec"), {"__name__": "__docs__"})
-    finally:
-        _elapsed.append(time.perf_counter() - start)
-
-
-def test_python_blocks_stay_fast():
-    """The blocks are examples, not experiments: together they stay within the budget (a slow
-    one is made smaller, or marked not-run with its reason). Checked after the blocks ran."""
-    if len(_elapsed) < sum(1 for case in CASES if case.values[3] is None):
-        pytest.skip("the blocks did not all run in this process (a selection or a distributed run)")
-    assert sum(_elapsed) < BUDGET_S, f"the documentation's python blocks took {sum(_elapsed):.1f} s"
+    exec(compile(code, f"{doc}:{line}", "exec"), {"__name__": "__docs__"})
 
 
 def test_not_run_marker_is_recognised():
