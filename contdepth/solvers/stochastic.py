@@ -70,8 +70,8 @@ class EulerMaruyama(_FixedStepSDE):
 
 
 class Milstein(_FixedStepSDE):
-    """X1 = X + h f + g dW + 1/2 g (dg/dX) (dW^2 - h) (Ito, diagonal noise: g_i depends on X_i
-    alone; dg/dX by autograd). Strong order 1."""
+    """X1 = X + h f + g dW + 1/2 g (dg/dX) (dW^2 - |h|) (Ito, diagonal noise: g_i depends on X_i
+    alone; dg/dX by autograd). E[dW^2] = |h| also for h < 0 (reverse time). Strong order 1."""
 
     name = "milstein"
     order = 1
