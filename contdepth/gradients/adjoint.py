@@ -32,7 +32,7 @@ from ..solvers.engine import Problem, march
 from ..solvers.rk import RungeKutta
 from ..terms import Term
 from ..tree import State, add, all_finite, detach, leaves, rebuild, tree_map
-from .common import PieceGrads, counting, output_grads, stack_outputs, vjp
+from .common import PieceGrads, check_params_found, counting, output_grads, stack_outputs, vjp
 
 
 class AdjointTerm(Term):
@@ -41,12 +41,16 @@ class AdjointTerm(Term):
     def __init__(self, term: Term) -> None:
         self.term = term  # evaluations are counted by the wrapped term
         self._params = term.params()
+        self._checked = False
 
     def __call__(self, t: float, state, side: int):
         y, a, _ = state
         with torch.enable_grad():
             y_in = detach(y, True)
             f = self.term(t, y_in, side)
+            if not self._checked:
+                check_params_found(self.term, leaves(f), leaves(y_in) + self._params)
+                self._checked = True
             grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
         n = len(leaves(y_in))
         return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
@@ -72,6 +76,7 @@ class QuadratureAdjointTerm(Term):
                 self.params = PieceGrads(term.param_pieces())
         self._stages: list[list[torch.Tensor | None]] = []
         self._h = 0.0
+        self._checked = False
 
     def __call__(self, t: float, state, side: int):
         y, a = state
@@ -85,6 +90,9 @@ class QuadratureAdjointTerm(Term):
         with torch.enable_grad():
             y_in = detach(y, True)
             f = self.term(t, y_in, side)
+            if not self._checked:
+                check_params_found(self.term, leaves(f), leaves(y_in) + self.term.params())
+                self._checked = True
             grads = vjp(leaves(f), leaves(y_in), leaves(a), sparse=self.params.inputs)
         n = len(leaves(y_in))
         self._stages.append(grads[n:])

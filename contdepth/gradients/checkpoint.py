@@ -52,7 +52,7 @@ class _Checkpoint(torch.autograd.Function):
                 problem.stats.backward.accepted_steps += 1
                 s1 = leaves(s1)
                 if rec is steps[-1][0]:
-                    check_params_found(problem, leaves(y1) + s1, y_in + s_in)
+                    check_params_found(term, leaves(y1) + s1, y_in + s_in + problem.params())
                 grads_in = vjp(leaves(y1) + s1 + [x for o in outs for x in leaves(o)], y_in + s_in,
                                a_y + (a_s or [None] * len(s1)) + [x for i, _ in rec.outs for x in g[i]],
                                sparse=params.inputs)

@@ -38,14 +38,14 @@ def vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads[:n])] + grads[n:]
 
 
-def check_params_found(problem: Problem, outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]) -> None:
-    """Raise if ``outputs`` (one replayed step) depend on a trainable tensor that is neither an
-    input nor among the parameters found by default: its gradient would silently be missing.
-    (Not checked when the user named the parameters with ``adjoint_params``.)"""
-    if problem.term.params_explicit:
+def check_params_found(term: Term, outputs: Sequence[torch.Tensor], known: Sequence[torch.Tensor]) -> None:
+    """Raise if ``outputs`` (one evaluation or step, recomputed by a backward pass) depend on a
+    trainable tensor outside ``known`` (the step's inputs and the term's parameters): its gradient
+    would silently be missing. Not checked when the user named the parameters (``adjoint_params``)."""
+    if term.params_explicit:
         return
-    known = {id(x) for x in list(inputs) + problem.params()}
-    missed = [x for x in trainable_leaves(outputs) if id(x) not in known]
+    ids = {id(x) for x in known}
+    missed = [x for x in trainable_leaves(outputs) if id(x) not in ids]
     if missed:
         shapes = ", ".join(str(tuple(x.shape)) for x in missed[:4])
         raise RuntimeError(f"the field uses {len(missed)} trainable tensor(s) (shapes {shapes}) that were not found "

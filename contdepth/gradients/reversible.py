@@ -45,7 +45,7 @@ class _Reversible(torch.autograd.Function):
                     y1, _, outs = replay(term, stepper, rec, y_in, ())
                 problem.stats.backward.accepted_steps += 1
                 if rec is ctx.records[-1]:
-                    check_params_found(problem, leaves(y1), leaves(y_in))
+                    check_params_found(term, leaves(y1), leaves(y_in) + params)
                 grads_in = vjp(leaves(y1) + [x for o in outs for x in leaves(o)], leaves(y_in) + params,
                                a_y + [x for i, _ in rec.outs for x in g[i]])
                 a_y, p_grads = grads_in[:len(a_y)], add_grads(p_grads, grads_in[len(a_y):])
