@@ -14,7 +14,7 @@ from .solve import odeint, odeint_adjoint, odesolve, solve
 from .solvers import LinearTwoStep
 
 # Subpackages imported on first use (``cd.physics``, ``cd.data``, ...), so ``import contdepth`` stays light.
-_LAZY = ("analysis", "data", "io", "lift", "models", "physics", "plot", "solvers", "gradients", "train")
+_LAZY = ("analysis", "control", "data", "io", "lift", "models", "physics", "plot", "solvers", "gradients", "train")
 
 
 def __getattr__(name: str):
