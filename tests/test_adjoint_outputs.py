@@ -39,6 +39,13 @@ class CubicPair(Cubic):
         return f[0], f[1]
 
 
+class Uncubic(Cubic):
+    """dy/dt = -(:class:`Cubic`'s f): stable when integrated backward in time."""
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -super().forward(t, y)
+
+
 class Relax(torch.nn.Module):
     """dy/dt = -theta (y - sin t), theta = 20: contracting forward, so expanding backward."""
 
@@ -138,6 +145,32 @@ def test_interpolated_output_restarts_at_the_steps_later_end():
     assert (inside - earlier).abs().max() > 1e-4  # where y restarts matters
 
 
+def test_interpolated_output_injects_with_the_interpolation_weights():
+    """y(0.37) = 0.3 y(0.3) + 0.7 y(0.4) on the grid of h = 0.1: with the same restarts (0.3 and 0.4
+    outputs) the adjoint is linear in the output gradients, so w . y(0.37) has 0.3 and 0.7 of the
+    gradients of w . y(0.3) and w . y(0.4)."""
+    solve = lambda times: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
+                                                gradient="adjoint").ys
+    w, zero = W[3], 0 * W[3]
+    inside = gradient(solve([0.3, 0.37, 0.4]), w=torch.stack([zero, w, zero]))
+    left = gradient(solve([0.3, 0.4]), w=torch.stack([w, zero]))
+    right = gradient(solve([0.3, 0.4]), w=torch.stack([zero, w]))
+    torch.testing.assert_close(inside, 0.3 * left + 0.7 * right, rtol=0, atol=1e-14)
+
+
+def test_backward_in_time_equals_torchdiffeq():
+    """Decreasing output times (t1 < t0): the grid is walked the other way round."""
+    t, opts = T.flip(0), {"step_size": 0.05}
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, t, method="euler", options=opts), Uncubic)
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, t, method="euler", options=opts), Uncubic)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    solve = lambda times: lambda f, y: cd.solve(f, y, t0=2.0, t1=0.0, method="euler", steps=20, t_eval=times,
+                                                gradient="adjoint").ys
+    inside = gradient(solve([1.63, 0.5]), Uncubic, w=W[[4, 7]])
+    on_grid = gradient(solve([1.63, 1.6, 0.5]), Uncubic, w=torch.stack([W[4], 0 * W[4], W[7]]))
+    torch.testing.assert_close(inside, on_grid, rtol=0, atol=1e-15)  # restarts at 1.6, the step's later end
+
+
 def test_interpolated_outputs_error_close_to_torchdiffeqs():
     """h = 0.03 puts the outputs at multiples of 0.2 inside steps; torchdiffeq restarts at the
     interpolated value on its own backward grid. Without the restart the error was 4.6x its."""
@@ -153,6 +186,34 @@ def test_adaptive_adjoint_restarts_at_outputs():
     ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, **kw))
     theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, **kw))
     assert (ours - EXACT).norm() <= 1.05 * (theirs - EXACT).norm()
+
+
+def test_y1_is_kept_when_t1_is_not_an_output():
+    """Outputs before t1 only: the backward solve starts from the saved y(t1), the same gradient as
+    with t1 an output of zero weight (also with a kept step value saved before it)."""
+    solve = lambda times: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
+                                                gradient="adjoint").ys
+    w = W[[3, 6]]
+    without = gradient(solve([0.55, 1.0]), w=w)
+    with_t1 = gradient(solve([0.55, 1.0, 2.0]), w=torch.cat([w, 0 * w[:1]]))
+    torch.testing.assert_close(without, with_t1, rtol=0, atol=1e-15)
+
+
+def test_non_runge_kutta_stepper_marches_the_parameter_integral():
+    """A fixed stepper without a tableau (LinearTwoStep, k = 0 frozen: Euler) marches (y, a, g)
+    instead of the quadrature, to the same gradient as Euler's."""
+    from contdepth.solvers.multistep import LinearTwoStep
+    two_step = LinearTwoStep(cd.ControlGrid(0.0, 2.0, 20), 0.0).double().requires_grad_(False)
+    solve = lambda method: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method=method, steps=40, t_eval=T.tolist(),
+                                                 gradient="adjoint").ys
+    torch.testing.assert_close(gradient(solve(two_step)), gradient(solve("euler")), rtol=0, atol=1e-15)
+
+
+def test_seminorm_adjoint_restarts_at_outputs():
+    kw = dict(method="dopri5", rtol=1e-3, atol=1e-5, adjoint_options={"norm": "seminorm"})
+    ours = gradient(lambda f, y: cd.odeint_adjoint(f, y, T, **kw))
+    theirs = gradient(lambda f, y: torchdiffeq.odeint_adjoint(f, y, T, **kw))
+    assert (ours - EXACT).norm() <= 1.05 * (theirs - EXACT).norm()  # 0.98x
 
 
 @pytest.mark.parametrize("times, states", [(None, 1), ([0.5, 1.0, 2.0], 3), ([0.55, 1.0], 4)])
