@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import contdepth as cd
 from contdepth.brownian import BrownianPath
 from contdepth.terms import (FuncTerm, SDETerm, as_term, check_params_match, check_returned, default_params,
                              time_tensor, trainable_leaves)
@@ -172,3 +173,58 @@ def test_sde_term_parameters_without_duplicates():
     assert sde.params() == [s] and sde.param_pieces() == [((s,), False)] and not sde.params_explicit
     shared = _sde(lambda t, y: s * y, params=[s])  # sdesolve gives both the same adjoint_params
     assert shared.drift.params() == [s] and shared.params() == [s] and shared.params_explicit
+
+
+def test_trainable_leaves_visits_every_branch_past_a_shared_node():
+    p = torch.tensor(1.0, requires_grad=True)
+    r = torch.tensor(2.0, requires_grad=True)
+    x = p * 2
+    found = trainable_leaves(torch.stack([r * 3, x, x]))  # x's node is met twice before r's branch
+    assert {id(t) for t in found} == {id(p), id(r)}
+
+
+def test_jump_tolerance_is_relative_to_t():
+    seen = []
+    term = FuncTerm(lambda t, y: (seen.append(t.item()), y)[1], torch.ones(1, dtype=DT), jump_t=[0.5, 100.0])
+    y = torch.ones(1, dtype=DT)
+    term(100.0 * (1 + 5e-13), y, 1)   # 5e-11 from the jump at 100: within 1e-12 * 100
+    term(0.5 + 1.5e-12, y, 1)         # 1.5e-12 from the jump at 0.5: outside 1e-12 * max(1, 0.5)
+    assert seen == [math.nextafter(100.0 * (1 + 5e-13), math.inf), 0.5 + 1.5e-12]
+
+
+def test_module_func_dtype_is_checked():
+    with pytest.raises(ValueError, match=r"^func \(Linear\) has parameters of dtype torch.float32"):
+        FuncTerm(nn.Linear(2, 2), torch.ones(2, dtype=DT)).check_state(torch.ones(2, dtype=DT))
+
+
+def test_as_term_defaults_and_jumps():
+    class Own:
+        def make_term(self, **kwargs):
+            return kwargs
+    assert as_term(Own(), torch.ones(1))["declare_jumps"] is True
+    assert as_term(lambda t, y: y, torch.ones(1), jump_t=(0.5,)).jumps() == (0.5,)
+
+
+def test_sde_term_keeps_named_parameters_and_checks_its_noise_module():
+    noise = nn.Linear(3, 3).to(DT)
+    assert _sde(noise, params=[]).params() == []                       # named: nothing discovered
+    assert _sde(noise).params() == list(noise.parameters())             # a module: its parameters
+    with pytest.raises(ValueError, match=r"^noise \(Linear\) has parameters of dtype torch.float32 on cpu, but the "
+                                         r"state y0 is torch.float64"):
+        _sde(noise.float()).check_state(torch.ones(3, dtype=DT))
+
+
+def test_sde_term_drift_sees_jump_sides_and_checks_the_interval():
+    seen = []
+    y0 = torch.ones(2, dtype=DT)
+    drift = FuncTerm(lambda t, y: (seen.append(t.item()), y)[1], y0, jump_t=[0.5])
+    sde = SDETerm(drift, 0.1, BrownianPath(0.0, 1.0, (2,), seed=1, dtype=DT), y0)
+    sde(0.5, y0, -1)
+    assert seen == [math.nextafter(0.5, 0)] and sde.jumps() == (0.5,)
+    field = cd.fields.DenseResidual(2, cd.ControlGrid(0.0, 1.0, n=2)).to(DT)
+    controlled = SDETerm(as_term(field, y0), 0.1, BrownianPath(0.0, 1.0, (2,), seed=1, dtype=DT), y0)
+    controlled.check_interval(0.0, 1.0)
+    with pytest.raises(ValueError, match=r"must lie inside the control grid \[0.0, 1.0\]"):
+        controlled.check_interval(0.0, 2.0)
+    with pytest.raises(ValueError, match=r"must lie inside the control grid"):
+        controlled.check_interval(-1.0, 1.0)
