@@ -11,6 +11,7 @@ from .solution import SolverStats
 from .sdesolve import check_sde_solver, sdesolve
 from .solve import ATOL, RTOL, check_solver, solve
 from .solvers import get_stepper
+from .tree import State
 
 
 class ODEBlock(nn.Module):
@@ -22,20 +23,25 @@ class ODEBlock(nn.Module):
     with another integrator or depth (the tolerances are then used only by adaptive methods).
     ``t0``/``t1`` default to a ControlledField's control grid and are required for any other
     field. ``stats`` holds the :class:`SolverStats` of the last call.
+
+    ``project``: a map applied to the state after every step, as in :func:`~contdepth.solve`
+    (checked at construction, a plain attribute like ``method``); seed 000's block
+    ReLU(psi + h D psi) (eq. 26) is ``method="euler"``, ``project=torch.relu`` on the linear
+    field D. Not with ``gradient="adjoint"`` or ``"reversible"``.
     """
 
     def __init__(self, field: Callable, *, t0: float | None = None, t1: float | None = None, method="rk4",
                  steps: int | None = None, gradient: str = "backprop", rtol: float | None = None,
-                 atol: float | None = None) -> None:
+                 atol: float | None = None, project: Callable[[State], State] | None = None) -> None:
         super().__init__()
         if not callable(field):
             raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
         if not hasattr(field, "make_term") and (t0 is None or t1 is None):
             raise ValueError(f"t0 and t1 are required for a field without a control grid ({type(field).__name__})")
-        check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol)
+        check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol, project=project)
         self.field = field
         self.t0, self.t1 = t0, t1
-        self.method, self.steps, self.gradient = method, steps, gradient
+        self.method, self.steps, self.gradient, self.project = method, steps, gradient, project
         self.rtol = RTOL if rtol is None else rtol
         self.atol = ATOL if atol is None else atol
         self.stats: SolverStats | None = None
@@ -43,12 +49,13 @@ class ODEBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tolerances = {"rtol": self.rtol, "atol": self.atol} if getattr(get_stepper(self.method), "adaptive", False) else {}
         sol = solve(self.field, x, t0=self.t0, t1=self.t1, method=self.method, steps=self.steps,
-                    gradient=self.gradient, **tolerances)
+                    gradient=self.gradient, project=self.project, **tolerances)
         self.stats = sol.stats
         return sol.y1
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}"
+        project = "" if self.project is None else f", project={getattr(self.project, '__name__', self.project)}"
+        return f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}{project}"
 
 
 class SDEBlock(nn.Module):

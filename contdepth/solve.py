@@ -24,15 +24,17 @@ RTOL, ATOL = 1e-6, 1e-8  # solve's tolerances for adaptive methods when none are
 
 
 def check_solver(method, *, steps: int | None = None, gradient: str = "backprop", rtol: float | None = None,
-                 atol: float | None = None):
+                 atol: float | None = None, project: Callable[[State], State] | None = None):
     """Validate a solver configuration as :func:`solve` does and return the method's stepper.
 
     Raises ``ValueError``/``TypeError`` naming the argument: an unknown ``method`` or
     ``gradient``; ``steps`` not an int >= 1, or given to an adaptive method; ``rtol``/``atol``
-    not positive, or given (not None) to a fixed-step method, which would ignore them.
+    not positive, or given (not None) to a fixed-step method, which would ignore them;
+    ``project`` not callable, or given with ``gradient="adjoint"`` or ``"reversible"``.
     """
     stepper = get_stepper(method)
     check_choice("gradient", gradient, GRADIENTS)
+    check_project(project, gradient)
     adaptive = getattr(stepper, "adaptive", False)
     name = getattr(stepper, "name", type(stepper).__name__)
     if steps is not None:
@@ -48,6 +50,23 @@ def check_solver(method, *, steps: int | None = None, gradient: str = "backprop"
                              f"(got {arg}={value!r})")
         _positive(arg, value)
     return stepper
+
+
+def check_project(project: object, gradient: str) -> None:
+    """Raise unless ``project`` is None or a callable that ``gradient`` can differentiate through:
+    backprop and checkpoint differentiate the projected steps exactly; the continuous adjoint
+    of a projected scheme is not implemented, and a projection (ReLU) cannot be inverted."""
+    if project is None:
+        return
+    if not callable(project):
+        raise TypeError(f"project must be callable as project(y) -> y (e.g. torch.relu), got {type(project).__name__}")
+    if gradient == "adjoint":
+        raise ValueError("project is not supported with gradient='adjoint': the continuous adjoint of a projected "
+                         "scheme is not implemented; use gradient='backprop' or 'checkpoint' (exact through the "
+                         "projection)")
+    if gradient == "reversible":
+        raise ValueError("project is not supported with gradient='reversible': a projection (e.g. ReLU) is not "
+                         "invertible, so step starts cannot be rebuilt from step ends; use gradient='checkpoint'")
 
 
 def _positive(name: str, value: object) -> float:
@@ -136,7 +155,8 @@ def output_times(t_eval, t0: float, t1: float) -> tuple[float, ...]:
 def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tuple[float, ...], method,
                steps: int | None, grid_times: tuple[float, ...] | None, gradient: str, rtol: float, atol: float,
                options: dict | None, adjoint_rtol: float | None, adjoint_atol: float | None, adjoint_method,
-               adjoint_options: dict | None, adjoint_params, declare_jumps: bool) -> Solution:
+               adjoint_options: dict | None, adjoint_params, declare_jumps: bool,
+               project: Callable[[State], State] | None = None) -> Solution:
     check_choice("gradient", gradient, GRADIENTS)
     stepper = get_stepper(method)
     rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
@@ -190,7 +210,8 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
     term.counts = stats.forward
     problem = Problem(term, stepper, grid, t0, t1, out_times, stats,
-                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm", jumps=tuple(back_jumps)))
+                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm", jumps=tuple(back_jumps)),
+                      project)
     stacked = GRADIENTS[gradient](problem, y0)
     ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
     return Solution(ts, rebuild(y0, stacked), stats)
@@ -200,7 +221,7 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
           t1: float | None = None, gradient: str = "backprop", rtol: float | None = None,
           atol: float | None = None, t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
           adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
-          declare_jumps: bool = True) -> Solution:
+          declare_jumps: bool = True, project: Callable[[State], State] | None = None) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, from t0 to t1 and return a :class:`Solution`.
 
     func: a :class:`~contdepth.fields.ControlledField` (theta on a control grid) or any callable
@@ -225,11 +246,18 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         found from its autograd graph: one extra call of func, not counted in the statistics).
     declare_jumps: end adaptive steps on the knots of piecewise-constant theta (leave on; off
         only to measure what it saves).
+    project: a map ``project(y) -> y`` (same structure, shapes, dtypes) applied to the state after
+        every accepted step: a projected (splitting) scheme, the step of the ODE then the
+        projection. Seed 000's block psi <- ReLU(psi + D psi) (eq. 26, sec. 4.1) is
+        ``method="euler"`` with ``project=torch.relu``. Outputs at step ends are projected; inside
+        a step they are the projected dense output of the unprojected step; y0 is not projected.
+        Adaptive methods judge the error of the unprojected step. ``gradient`` ``"backprop"`` or
+        ``"checkpoint"`` (exact through the projection); ``"adjoint"`` and ``"reversible"`` raise.
     """
     y0 = check_y0(y0)
     t0, t1, control = check_interval_args(func, t0, t1)
     out_times = output_times(t_eval, t0, t1)
-    stepper = check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol)
+    stepper = check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol, project=project)
     if steps is None and control is not None and not getattr(stepper, "adaptive", False) \
             and not (options and "step_size" in options):
         steps = control.intervals
@@ -237,7 +265,7 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
                       gradient=gradient, rtol=RTOL if rtol is None else rtol, atol=ATOL if atol is None else atol,
                       options=options, adjoint_rtol=None,
                       adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
-                      adjoint_params=adjoint_params, declare_jumps=declare_jumps)
+                      adjoint_params=adjoint_params, declare_jumps=declare_jumps, project=project)
 
 
 def odesolve(func: Callable, y0: State, **kwargs) -> State:

@@ -1,10 +1,13 @@
 """Seed 000 table 4.1/4.2: PDE1, PDE2 and the conv ResNet at depths 5, 15, 27, 50 on MNIST.
 
-    python examples/mnist_sweep.py [--epochs E] [--schedule S] [--train-images N] [--quick] [--out DIR] [--seed S] [--threads N]
+    python examples/mnist_sweep.py [--block {seed,ode}] [--epochs E] [--schedule S] [--train-images N] [--quick]
+        [--out DIR] [--seed S] [--threads N]
 
-Runs ``examples/mnist.py`` once per (model, depth) in its own folder DIR/MODEL-dDEPTH (so an
-interrupted sweep resumes where it stopped), then writes DIR/table.md (ours beside the seed's
-numbers), DIR/accuracy_vs_depth.png and DIR/metrics.json.
+Runs ``examples/mnist.py`` once per (model, depth) in its own folder DIR/MODEL-dDEPTH (with
+``--block ode``: DIR/MODEL-dDEPTH-ode; so an interrupted sweep resumes where it stopped), then
+writes DIR/table.md (ours beside the seed's numbers), DIR/accuracy_vs_depth.png and
+DIR/metrics.json. ``--block seed`` (default) trains seed 000's layer ReLU(psi + D psi) (eq. 26,
+the skip inside the ReLU); ``--block ode`` the ODE form psi + ReLU(D psi).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import matplotlib.pyplot as plt
 
 import contdepth.plot as cplot
 from contdepth.cli import example_parser, finish, positive_int, start
+from contdepth.models import BLOCKS
 
 # seed 000 table 4.1 (50 epochs, Adam lr 1e-3); pde2 and the second resnet column: table 4.2
 SEED = {
@@ -35,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = example_parser(__doc__, default_out="runs/mnist-sweep", quick_help="pass --quick to every run")
     p.add_argument("--models", nargs="+", default=["pde1", "pde2", "resnet"], choices=["pde1", "pde2", "resnet"])
     p.add_argument("--depths", nargs="+", type=positive_int, default=[5, 15, 27, 50])
+    p.add_argument("--block", choices=BLOCKS, default="seed",
+                   help="seed = seed 000's layer ReLU(psi + D psi) (default); ode = psi + ReLU(D psi)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default 1")
     p.add_argument("--schedule", choices=["constant", "cosine"], default=None,
                    help="learning-rate schedule of every run (default: the model's, constant)")
@@ -53,16 +59,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
-    out = Path(args.out) / f"{model}-d{depth}"
+    out = Path(args.out) / (f"{model}-d{depth}" + ("-ode" if args.block == "ode" else ""))
     metrics = out / "metrics.json"
     if metrics.exists():
         done = json.loads(metrics.read_text())
-        if done.get("status") == "done" and (args.table_only or (done.get("epochs") == args.epochs and
-                                                                done.get("schedule") == (args.schedule or "constant"))):
+        same = done.get("block", "ode") == args.block and (args.table_only or (
+            done.get("epochs") == args.epochs and done.get("schedule") == (args.schedule or "constant")))
+        if done.get("status") == "done" and same:
             return done
     if args.table_only:
         return None
-    cmd = [sys.executable, str(HERE / "mnist.py"), "--model", model, "--depth", str(depth),
+    cmd = [sys.executable, str(HERE / "mnist.py"), "--model", model, "--depth", str(depth), "--block", args.block,
            "--epochs", str(args.epochs), "--out", str(out), "--threads", str(args.threads), "--seed", str(args.seed),
            "--no-progress"]
     for flag, value in (("--train-images", args.train_images), ("--test-images", args.test_images),
@@ -81,6 +88,8 @@ def table(results: dict[tuple[str, int], dict | None], args: argparse.Namespace)
     lines = [
         "Ours: " + "; ".join(f"{e} epoch(s) on {n} training images, tested on {t}" for e, n, t in budgets)
         + ". Seed 000: 50 epochs on 60,000. Test accuracy (%); wall s = our training time.",
+        "Our layer: " + ("ReLU(psi + D psi), seed 000's block (eq. 26)." if args.block == "seed" else
+                         "psi + ReLU(D psi), the ODE form (not seed 000's block)."),
         "",
         "| depth | " + " | ".join(f"{m} (ours) | {m} (seed)" for m in args.models) + " | wall s (ours, per model) |",
         "|---:|" + "---:|---:|" * len(args.models) + "---|",
@@ -116,7 +125,7 @@ def plot(results: dict[tuple[str, int], dict], args: argparse.Namespace, path: P
     ax.set_xlabel("depth (Euler layers)")
     ax.set_ylabel("test accuracy (%)")
     epochs = sorted({r["epochs"] for r in results.values() if r})
-    ax.set_title(f"MNIST: ours after {'/'.join(map(str, epochs))} epoch(s) vs seed 000 after 50")
+    ax.set_title(f"MNIST, {args.block} block: ours after {'/'.join(map(str, epochs))} epoch(s) vs seed 000 after 50")
     ax.grid(alpha=0.3)
     cplot.legend_outside(ax)
     cplot.save(fig, path, dpi=120)
@@ -136,7 +145,7 @@ def plot_curves(results: dict[tuple[str, int], dict], args: argparse.Namespace, 
             if d in SEED[m]:
                 ax.axhline(SEED[m][d], color=f"C{i}", ls=":", lw=1)
         ax.grid(alpha=0.3)
-    fig.suptitle("MNIST test accuracy by epoch (dotted: seed 000 after 50 epochs)")
+    fig.suptitle(f"MNIST test accuracy by epoch, {args.block} block (dotted: seed 000 after 50 epochs)")
     fig.tight_layout()
     cplot.save(fig, path, dpi=120)
 

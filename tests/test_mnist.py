@@ -149,9 +149,10 @@ def test_cubic_net_is_the_seed_002_network():
 
 
 def test_resnet_model_is_exactly_a_resnet(small):
-    """Euler with h = 1 on the ConvResidual field == the discrete ResNet x <- x + relu(K_l x + b_l)."""
+    """Euler with h = 1 on the ConvResidual field == the discrete ResNet x <- x + relu(K_l x + b_l)
+    (the ODE form; the seed block ReLU(x + K_l x + b_l): tests/test_projection.py)."""
     X, _ = small
-    model = build_mnist_model("resnet", 4)
+    model = build_mnist_model("resnet", 4, block="ode")
     f = model.block.field
     x = X[:8]
     for l in range(4):
@@ -162,7 +163,7 @@ def test_resnet_model_is_exactly_a_resnet(small):
 
 def test_pde_model_uses_the_seed_000_stencil(small):
     X, _ = small
-    model = build_mnist_model("pde2", 3)
+    model = build_mnist_model("pde2", 3, block="ode")  # the seed block: tests/test_projection.py
     f = model.block.field
     with torch.no_grad():
         for name in ("alpha", "beta", "sigma", "rho", "gamma"):
@@ -318,6 +319,25 @@ def test_runner_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         runner.parse_args(["--model", "resnet", "--batch-size", "0"])
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_runner_block_option(tmp_path):
+    """``--block`` reaches the model; ode is refused for models without the choice; a checkpoint of
+    the other block (same parameter shapes, it would load) is refused, an old run's counting as ode."""
+    runner = _load_runner()
+    args = runner.parse_args(["--model", "pde1", "--data", str(DATA)])
+    assert args.block == "seed" and args.out == Path("runs/mnist/pde1-d15")
+    ode = runner.parse_args(["--model", "resnet", "--block", "ode", "--data", str(DATA)])
+    assert ode.block == "ode" and ode.out == Path("runs/mnist/resnet-d15-ode")
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--model", "cubic", "--block", "ode", "--data", str(DATA)])
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "metrics.json").write_text(json.dumps({"model": "pde1"}))  # before --block: the ODE form
+    runner.check_resume_block(tmp_path, "pde1", "ode")
+    with pytest.raises(SystemExit, match="'ode' block"):
+        runner.check_resume_block(tmp_path, "pde1", "seed")
+    (tmp_path / "metrics.json").write_text(json.dumps({"model": "pde1", "block": "seed"}))
+    runner.check_resume_block(tmp_path, "pde1", "seed")
 
 
 def test_cubic_gamma_has_its_own_learning_rate(capsys):

@@ -1,8 +1,9 @@
 """Fixed-step gradients without autograd's graph: the discrete adjoint of the steps, by hand.
 
 When the steps end on a fixed grid, the stepper is a fixed-step Runge-Kutta tableau
-(:meth:`~contdepth.solvers.rk.RungeKutta.step_vjp`) and the term has a hand-written
-vector-Jacobian product (:attr:`~contdepth.terms.Term.has_vjp`: the built-in fields), the
+(:meth:`~contdepth.solvers.rk.RungeKutta.step_vjp`), the term has a hand-written
+vector-Jacobian product (:attr:`~contdepth.terms.Term.has_vjp`: the built-in fields) and no
+projection follows the steps (``project=`` solves take autograd's path), the
 ``backprop`` and ``checkpoint`` gradients run the forward solve without autograd and pull the
 output gradients back step by step. The gradient is the one autograd computes through the same
 steps (to float rounding: sums run in another order); the per-stage graph, and its Python cost,
@@ -32,7 +33,7 @@ def fused_applies(problem: Problem, y0: State) -> bool:
     return (not torch.compiler.is_compiling() and isinstance(y0, torch.Tensor)
             and isinstance(problem.grid, FixedGrid) and torch.is_grad_enabled()
             and (y0.requires_grad or any(p.requires_grad for p in problem.params()))
-            and getattr(problem.stepper, "has_vjp", False) and problem.term.has_vjp
+            and getattr(problem.stepper, "has_vjp", False) and problem.term.has_vjp and problem.project is None
             and len(problem.params()) == len(problem.term.params()))  # no trainable stepper
 
 

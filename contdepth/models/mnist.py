@@ -1,13 +1,20 @@
 """MNIST classifiers built from contdepth fields: image -> stem -> ODE block -> head.
 
-* ``pde1`` / ``pde2``: seed 000 ch. 4. The 1x28x28 image evolves under the PDE-stencil field
-  (eq. 39 / eq. 40) with ReLU, ``depth`` control knots on [0, depth], forward Euler with h = 1
-  (one step per knot = one residual layer); then a 3-layer linear head (784-128-64-10, ReLU
-  between the layers) and softmax (in the cross-entropy loss).
-* ``resnet``: seed 000 control "c_ResNet": the same with the 3x3 ConvResidual field
-  relu(K(t) * psi + b(t)); Euler with h = 1 is exactly x + relu(K x + b) per layer. The
-  ``Conv2d``-style initial K, b are divided by ``depth`` (at depth 50 the unscaled
-  initial network amplifies its input ~10^3-fold).
+* ``pde1`` / ``pde2``: seed 000 ch. 4. The 1x28x28 image evolves through ``depth`` layers of
+  the PDE-stencil operator D (eq. 39 / eq. 40), ``depth`` control knots on [0, depth], forward
+  Euler with h = 1 (one step per knot = one layer); then a 3-layer linear head (784-128-64-10,
+  ReLU between the layers) and softmax (in the cross-entropy loss). ``block`` chooses the layer:
+
+  - ``"seed"`` (default): seed 000's block psi <- ReLU(psi + D psi) (eq. 26, sec. 4.1: the skip
+    inside the ReLU), a projected Euler step: the linear field D (identity activation), Euler,
+    then ``project=torch.relu`` (the projection onto psi >= 0). h enters as ReLU(psi + h D psi);
+    on the default state grid h = 1 (seed 000 eq. 24 sets dt = 1), so each layer is exactly
+    ReLU(psi + D_l psi); :meth:`ODEClassifier.set_solver` with more steps makes h = depth/steps.
+  - ``"ode"``: the ODE form psi <- psi + h ReLU(D psi), Euler on the field ReLU(D psi).
+* ``resnet``: seed 000 control "c_ResNet": the same with the 3x3 convolution K psi + b: the
+  seed block ReLU(psi + K_l psi + b_l) (linear ConvResidual field, projected Euler), or the ODE
+  form psi + ReLU(K_l psi + b_l). Both start from the ``Conv2d``-style initial K, b divided by
+  ``depth`` (at depth 50 the unscaled initial ODE-form network amplifies its input ~10^3-fold).
 * ``cubic``: seed 002 sec. 5.2: input zero-augmented to 10 channels, ConvCubicFriction (eq. 75)
   with 20 knots on [0, 20], 20 Euler steps (h = 1, so eq. 110's scaled parameters are the
   parameters), global max pool -> 10 logits; all parameters (gamma too) start at zero;
@@ -37,9 +44,10 @@ from ..grid import ControlGrid
 from ..lift import ZeroAugment
 from ..solvers import METHODS
 
-__all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH"]
+__all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH", "BLOCKS"]
 
 MNIST_MODELS = ("pde1", "pde2", "resnet", "cubic", "odenet")
+BLOCKS = ("seed", "ode")  # of pde1, pde2, resnet: seed 000's ReLU(psi + h f(psi)), or psi + h ReLU(f(psi))
 CUBIC_GAMMA_MAX = 1e-3
 DEFAULT_DEPTH = {"pde1": 15, "pde2": 15, "resnet": 15, "cubic": 20, "odenet": 1}
 
@@ -106,25 +114,33 @@ def _mlp_head(features: int) -> nn.Sequential:
 
 
 def build_mnist_model(name: str, depth: int | None = None, *, width: int = 64, rtol: float = 1e-3,
-                      atol: float = 1e-3) -> ODEClassifier:
+                      atol: float = 1e-3, block: str = "seed") -> ODEClassifier:
     """The MNIST model ``name`` (one of ``MNIST_MODELS``) with ``depth`` control knots.
 
     ``depth`` defaults to ``DEFAULT_DEPTH[name]``; ``cubic`` requires 20 (its 18,201 parameters
-    assume it). ``width``, ``rtol`` and ``atol`` apply to ``odenet`` only.
+    assume it). ``width``, ``rtol`` and ``atol`` apply to ``odenet`` only. ``block`` (one of
+    ``BLOCKS``, for ``pde1``, ``pde2``, ``resnet``): ``"seed"``, seed 000's layer
+    ReLU(psi + h f(psi)) with f linear (eq. 26: Euler, then ``project=torch.relu``), or
+    ``"ode"``, psi + h ReLU(f(psi)); h = 1 on the default state grid (module docstring).
     """
     check_choice("model", name, MNIST_MODELS)
+    check_choice("block", block, BLOCKS)
     depth = DEFAULT_DEPTH[name] if depth is None else check_positive_int("depth", depth)
     if name in ("pde1", "pde2", "resnet"):
         grid = ControlGrid(0.0, float(depth), n=depth)
+        activation = "identity" if block == "seed" else "relu"
         if name == "resnet":
-            field = ConvResidual(1, grid, activation="relu")
-            with torch.no_grad():  # relu(K x + b) / depth: the flow's total growth stays O(1) at any depth
+            field = ConvResidual(1, grid, activation=activation)
+            with torch.no_grad():  # (K x + b) / depth: the flow's total growth stays O(1) at any depth
                 field.weight.div_(depth)
                 field.bias.div_(depth)
         else:
-            field = PDEStencil(1, grid, variant=name, activation="relu")
-        block = ODEBlock(field, method="euler", steps=depth, gradient="backprop")
-        return ODEClassifier(nn.Identity(), block, _mlp_head(28 * 28), name=name)
+            field = PDEStencil(1, grid, variant=name, activation=activation)
+        ode = ODEBlock(field, method="euler", steps=depth, gradient="backprop",
+                       project=torch.relu if block == "seed" else None)
+        return ODEClassifier(nn.Identity(), ode, _mlp_head(28 * 28), name=name)
+    if block != "seed":
+        raise ValueError(f"block={block!r} is for the models pde1, pde2, resnet; model {name!r} has its own field")
     if name == "cubic":
         if depth != 20:
             raise ValueError(f"depth for model 'cubic' is fixed at 20 by seed 002 sec. 5.2, got {depth}")

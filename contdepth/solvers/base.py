@@ -8,7 +8,7 @@ any pair that keeps these contracts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..terms import Term
 from ..tree import State
@@ -19,8 +19,10 @@ class Stepper(Protocol):
 
     ``state`` is what the stepper carries between steps as a tuple of tensors (an FSAL
     derivative, a multistep history, noise): the checkpoint gradient stores and differentiates
-    it, and the march re-``init``s it after a jump of f. ``adaptive`` steppers return an error
-    estimate with the state's structure, fixed-step ones ``None``.
+    it, and the march re-``init``s it after a jump of f. Under a projection (``project=``) the
+    march re-``init``s an ``fsal`` stepper's state at every projected step end (its derivative
+    was taken at the unprojected end); any other state is carried as is. ``adaptive`` steppers
+    return an error estimate with the state's structure, fixed-step ones ``None``.
     """
 
     name: str
@@ -56,10 +58,13 @@ class Controller(Protocol):
 class StepRecord:
     """One accepted step: from ``t`` by ``h`` to ``t_next``; ``outs`` lists (output index, s) of the
     requested times inside it (s = None: the step's end itself); ``refresh``: restart the
-    stepper's state at ``t_next`` (a jump of f, or a change of the state made by the caller)."""
+    stepper's state at ``t_next`` (a jump of f, a change of the state made by the caller, or a
+    projection under an FSAL stepper); ``project``: the map applied to the step's end (None:
+    none), kept here so that :func:`~contdepth.solvers.engine.replay` applies it as the march did."""
 
     t: float
     h: float
     t_next: float
     outs: tuple[tuple[int, float | None], ...]
     refresh: bool
+    project: Callable[[State], State] | None = None

@@ -24,24 +24,48 @@ from .base import Controller, Stepper, StepRecord
 from .controllers import Adaptive, FixedGrid, close
 
 
-def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense) -> list[State]:
-    """The requested states inside the step: y1 at its end, dense output elsewhere."""
-    return [y1 if s is None else stepper.interpolate(y, y1, dense, rec.h, s) for _, s in rec.outs]
+def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: State) -> list[State]:
+    """The requested states inside the step: ``end`` (y1, projected if ``rec.project``) at its end,
+    elsewhere the dense output of the unprojected step y -> y1, projected if ``rec.project``."""
+    outs = []
+    for _, s in rec.outs:
+        value = end if s is None else stepper.interpolate(y, y1, dense, rec.h, s)
+        outs.append(rec.project(value) if s is not None and rec.project is not None else value)
+    return outs
+
+
+def _check_projected(y1: State, end: object) -> None:
+    """Raise ValueError naming ``project`` unless ``end`` = project(y1) has y1's structure, and
+    per tensor its shape, dtype and device."""
+    if isinstance(y1, torch.Tensor) != isinstance(end, torch.Tensor) or (
+            isinstance(y1, tuple) and (not isinstance(end, tuple) or len(end) != len(y1))):
+        raise ValueError(f"project must return a state of the structure it is given: got {type(end).__name__} "
+                         f"for a {type(y1).__name__}" + (f" of {len(y1)}" if isinstance(y1, tuple) else ""))
+    if isinstance(y1, tuple):
+        for a, b in zip(y1, end):
+            _check_projected(a, b)
+        return
+    if (end.shape, end.dtype, end.device) != (y1.shape, y1.dtype, y1.device):
+        raise ValueError(f"project must keep each tensor's shape, dtype and device: given {tuple(y1.shape)} "
+                         f"{y1.dtype} on {y1.device}, it returned {tuple(end.shape)} {end.dtype} on {end.device}")
 
 
 def replay(term: Term, stepper: Stepper, rec: StepRecord, y: State, state: tuple) -> tuple[State, tuple, list[State]]:
-    """Recompute an accepted step exactly as :func:`march` took it: (y1, state1, outputs)."""
+    """Recompute an accepted step exactly as :func:`march` took it (projection included):
+    (y1, state1, outputs)."""
     y1, state1, _, dense = stepper.step(term, rec.t, rec.h, y, state)
-    outs = _emit(stepper, rec, y, y1, dense)
+    end = y1 if rec.project is None else rec.project(y1)
+    outs = _emit(stepper, rec, y, y1, dense, end)
     if rec.refresh:
-        state1 = stepper.init(term, rec.t_next, y1, 1 if rec.h > 0 else -1)
-    return y1, state1, outs
+        state1 = stepper.init(term, rec.t_next, end, 1 if rec.h > 0 else -1)
+    return end, state1, outs
 
 
 def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: float, t1: float, out_times: Sequence[float],
           counts: StepCounts, *, on_step: Callable[[StepRecord, State, tuple], None] | None = None,
           inject: Callable[[float, State], State] | None = None,
-          check_finite: bool = False) -> tuple[list[State], State]:
+          check_finite: bool = False,
+          project: Callable[[State], State] | None = None) -> tuple[list[State], State]:
     """Integrate from (t0, y0) to t1: (the states at ``out_times`` (monotone, in [t0, t1]), y(t1)).
 
     ``on_step(record, y, state)``: called for every accepted step with its start (checkpointing
@@ -50,6 +74,12 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
     from (the adjoint adds output gradients there; its controller makes those times stops, so
     the stepper's state is restarted after them).
     ``check_finite``: raise :class:`SolverError` at the first step whose state is non-finite.
+    ``project(y)``: applied to every accepted step's end, the state the march goes on from (a
+    projected, or splitting, scheme: seed 000 eq. 26's block ReLU(psi + D psi) is Euler with
+    ``project=torch.relu``). Outputs at step ends are projected states; inside a step, the
+    projected dense output of the unprojected step; y0 itself is not projected. An adaptive step
+    is judged by the error estimate of the unprojected step. Its result is checked once (first
+    step): the same structure, shapes, dtypes and devices, else a ValueError.
     """
     d = 1 if t1 > t0 else -1
     outs: list[State | None] = [None] * len(out_times)
@@ -69,17 +99,21 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
         j, begin = j + 1, k
         while k < len(out_times) and d * (out_times[k] - t_next) <= 1e-12 * max(1.0, abs(t_next)):
             k += 1
+        end = y1 if project is None else project(y1)
+        if project is not None and j == 1:
+            _check_projected(y1, end)
         rec = StepRecord(t, h, t_next, tuple((i, None if close(out_times[i], t_next) else (out_times[i] - t) / h)
-                                             for i in range(begin, k)), t_next in controller.stops)
+                                             for i in range(begin, k)),
+                         t_next in controller.stops or (project is not None and stepper.fsal), project)
         if on_step is not None:
             on_step(rec, y, state)
-        for (i, _), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense)):
+        for (i, _), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense, end)):
             outs[i] = value
         if inject is not None:
-            y1 = inject(t_next, y1)
+            end = inject(t_next, end)
         if rec.refresh:
-            state1 = stepper.init(term, t_next, y1, d)
-        t, y, state = t_next, y1, state1
+            state1 = stepper.init(term, t_next, end, d)
+        t, y, state = t_next, end, state1
         if check_finite and not all_finite(y):
             raise SolverError(f"the solve became non-finite in step {j} (t = {rec.t} -> {t_next}, h = {h}, "
                               f"method {getattr(stepper, 'name', type(stepper).__name__)}): the field blows up; "
@@ -93,7 +127,9 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
 class Problem:
     """One solve: the term, the stepper, where steps end (``grid``: a :class:`FixedGrid` or
     :class:`Adaptive`), the interval, the requested output times, and the counters it fills.
-    ``adjoint`` configures the backward solve of ``gradient="adjoint"``."""
+    ``adjoint`` configures the backward solve of ``gradient="adjoint"``; ``project`` is applied
+    after every accepted step of the forward solve (see :func:`march`; the records carry it to
+    :func:`replay`, so checkpointing recomputes the same projected steps)."""
 
     term: Term
     stepper: Stepper
@@ -103,6 +139,7 @@ class Problem:
     out_times: tuple[float, ...]
     stats: SolverStats
     adjoint: "AdjointConfig | None" = None
+    project: Callable[[State], State] | None = None
 
     def params(self) -> list[torch.Tensor]:
         """What checkpoint differentiates: the term's parameters, then the stepper's trainable ones
@@ -132,7 +169,8 @@ class Problem:
     def march(self, y0: State, **kwargs) -> tuple[list[State], State]:
         """The forward solve; a non-finite result is re-run step by step to name the first bad step."""
         run = lambda **extra: march(self.term, self.stepper, self.controller(self.t0, self.t1), y0, self.t0,
-                                    self.t1, self.out_times, self.stats.forward, **kwargs, **extra)
+                                    self.t1, self.out_times, self.stats.forward, project=self.project, **kwargs,
+                                    **extra)
         outs, y1 = run()
         if not all_finite(y1):
             with torch.no_grad():
