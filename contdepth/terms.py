@@ -23,17 +23,21 @@ from .tree import State, leaves, tree_map
 
 
 def tensor_cache(maxsize: int):
-    """``functools.lru_cache`` for functions that build constant tensors, keyed also on whether
-    inference mode is on: a tensor made under ``torch.inference_mode()`` cannot be saved for
-    backward, so it must never be handed to a later solve that trains."""
+    """``functools.lru_cache`` for functions that build constant tensors, with a separate cache
+    for inference mode: a tensor made under ``torch.inference_mode()`` cannot be saved for
+    backward, so it must never be handed to a later solve that trains. Under ``torch.compile``
+    the function is traced directly (its tensors become graph constants; asking for inference
+    mode would break the graph)."""
     def decorate(fn):
-        cached = functools.lru_cache(maxsize=maxsize)(lambda inference, *args: fn(*args))
+        plain, inference = functools.lru_cache(maxsize=maxsize)(fn), functools.lru_cache(maxsize=maxsize)(fn)
 
         @functools.wraps(fn)
         def wrapper(*args):
-            return cached(torch.is_inference_mode_enabled(), *args)
+            if torch.compiler.is_compiling():
+                return fn(*args)
+            return (inference if torch.is_inference_mode_enabled() else plain)(*args)
 
-        wrapper.cache_clear = cached.cache_clear
+        wrapper.cache_clear = lambda: (plain.cache_clear(), inference.cache_clear())
         return wrapper
     return decorate
 
