@@ -24,7 +24,7 @@ else
     contdepth/tree.py) tests=(tests/test_tree.py tests/test_core_closed_form.py) ;;
     contdepth/terms.py) tests=(tests/test_terms_contract.py tests/test_silent_answers.py tests/test_sde.py) ;;
     contdepth/grid.py) tests=(tests/test_grid_contract.py tests/test_core_grid.py tests/test_core_fields.py) ;;
-    contdepth/brownian.py) tests=(tests/test_brownian_noise.py) ;;
+    contdepth/brownian.py) tests=(tests/test_brownian_contract.py tests/test_brownian_noise.py) ;;
     contdepth/sdesolve.py|contdepth/solvers/stochastic.py) tests=(tests/test_sde_contract.py tests/test_sde.py tests/test_brownian_noise.py tests/test_silent_answers.py) ;;
     contdepth/solvers/controllers.py) tests=(tests/test_controller.py tests/test_core_dopri5.py tests/test_torchdiffeq_port.py) ;;
     contdepth/solvers/engine.py|contdepth/solvers/rk.py|contdepth/solvers/tableau.py|contdepth/solvers/base.py) tests=(tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_core_gradients.py) ;;
