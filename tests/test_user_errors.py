@@ -99,6 +99,6 @@ def test_ci_runs_exactly_the_readme_test_command():
     start = section.index("```bash\n") + len("```bash\n")
     command = section[start:section.index("\n```", start)]
     ci = (root / ".ci" / "run").read_text().splitlines()
-    assert command == 'pip install -e ".[test]" && python -m pytest -q' and command in ci
+    assert command == 'pip install -e ".[test]" && python -m pytest -q -n auto' and command in ci
     pin = next(i for i, line in enumerate(ci) if "torch==2.14.1" in line and "torchvision==0.29.1" in line)
     assert pin < ci.index(command)
