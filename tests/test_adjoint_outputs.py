@@ -191,14 +191,30 @@ def test_adaptive_adjoint_restarts_at_outputs():
 
 
 def test_y1_is_kept_when_t1_is_not_an_output():
-    """Outputs before t1 only: the backward solve starts from the saved y(t1), the same gradient as
-    with t1 an output of zero weight (also with a kept step value saved before it)."""
+    """The last output inside the last step (1.95 in 1.9 -> 2): the backward solve starts from the
+    saved y(t1) with a part of its gradient, the same as with t1 an output of zero weight (also
+    with a kept step value, y(0.6), saved before y(t1))."""
     solve = lambda times: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
                                                 gradient="adjoint").ys
     w = W[[3, 6]]
-    without = gradient(solve([0.55, 1.0]), w=w)
-    with_t1 = gradient(solve([0.55, 1.0, 2.0]), w=torch.cat([w, 0 * w[:1]]))
+    without = gradient(solve([0.55, 1.95]), w=w)
+    with_t1 = gradient(solve([0.55, 1.95, 2.0]), w=torch.cat([w, 0 * w[:1]]))
     torch.testing.assert_close(without, with_t1, rtol=0, atol=1e-15)
+
+
+def test_output_within_rounding_of_a_grid_time():
+    """An output time within 1e-12 |t| of a step end is that step end, as the forward march takes
+    it: 1.5 + 1.2e-12 is 1.5. Past that, 1.5 + 1.7e-12 lies in the step 1.5 -> 1.6: y restarts at
+    1.6 (as with 1.6 an output of zero weight), not at 1.5 (which would be the on-grid gradient)."""
+    solve = lambda times: lambda f, y: cd.solve(f, y, t0=0.0, t1=2.0, method="euler", steps=20, t_eval=times,
+                                                gradient="adjoint").ys
+    w = W[[5]]
+    on_grid = gradient(solve([1.5]), w=w)
+    torch.testing.assert_close(gradient(solve([1.5 + 1.2e-12]), w=w), on_grid, rtol=0, atol=1e-15)
+    past = gradient(solve([1.5 + 1.7e-12]), w=w)
+    torch.testing.assert_close(past, gradient(solve([1.5 + 1.7e-12, 1.6]), w=torch.cat([w, 0 * w])),
+                               rtol=0, atol=1e-15)
+    assert (past - on_grid).abs().max() > 1e-4
 
 
 def test_non_runge_kutta_stepper_marches_the_parameter_integral():
