@@ -115,6 +115,11 @@ class Adaptive:
     so many tensors of the state (the adjoint's seminorm, Kidger et al. 2021). A step that
     would pass a stop (a jump of f, t1) is cut to end on it; the next proposal grows from the
     cut step, as in torchdiffeq.
+
+    A solve that cannot go on is a :class:`~contdepth.errors.SolverError`, never a hang: a
+    rejection that asks for a step below the minimum step at t (10 float spacings of t, the rule
+    of Hairer's DOPRI5 and scipy's RK45), or more rejections in a row than the shrink by
+    max(safety, dfactor) per rejection needs to get from |t1 - t0| down to it.
     """
 
     rtol: float
@@ -126,13 +131,28 @@ class Adaptive:
     dfactor: float = 0.2
     beta: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("safety", "dfactor"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in (0, 1) so that a rejected step is retried shorter, "
+                                 f"got {getattr(self, name)}")
+        if not self.ifactor >= 1:
+            raise ValueError(f"ifactor must be >= 1 (an accepted step never shortens the next), got {self.ifactor}")
+
     def controller(self, t0: float, t1: float, *, order: int, stops: Sequence[float] = (),
                    norm_leaves: int | None = None) -> "_AdaptiveController":
         return _AdaptiveController(self, t0, t1, order, stops, norm_leaves)
 
 
+def min_step(t: float, direction: int) -> float:
+    """The shortest step a rejection may ask for at t: 10 float spacings of t toward ``direction``
+    (Hairer's DOPRI5, scipy's RK45); shorter steps no longer resolve their stage times t + c h."""
+    return 10 * abs(math.nextafter(t, direction * math.inf) - t)
+
+
 class _AdaptiveController:
-    """One adaptive march: the current proposal ``h``, the previous error ratio (PI), the stops."""
+    """One adaptive march: the current proposal ``h``, the previous error ratio (PI), the stops,
+    and the rejections in a row at the current time ``t``."""
 
     def __init__(self, spec: Adaptive, t0: float, t1: float, order: int, stops: Sequence[float],
                  norm_leaves: int | None) -> None:
@@ -141,7 +161,8 @@ class _AdaptiveController:
         d = self.direction
         inside = sorted({s for s in stops if d * (s - t0) > 0 and d * (t1 - s) > 0}, key=lambda s: d * s)
         self.stops, self._next_stops = frozenset(inside), inside + [t1]
-        self.attempts, self.prev_ratio, self.h, self.h_used = 0, 1e-4, 0.0, 0.0
+        self.span = abs(t1 - t0)
+        self.attempts, self.prev_ratio, self.h, self.h_used, self.t, self.rejects = 0, 1e-4, 0.0, 0.0, t0, 0
 
     def _ratio(self, error: State, y0: State, y1: State) -> torch.Tensor:
         sp = self.spec
@@ -177,18 +198,34 @@ class _AdaptiveController:
             raise SolverError(f"max_num_steps={self.spec.max_num_steps} exceeded at t={t} (h={self.h}); "
                               "raise options['max_num_steps'], loosen rtol/atol, or check the field for stiffness")
         if t + self.h == t or not math.isfinite(self.h):
-            raise SolverError(f"step size underflow at t={t} (h={self.h}, rtol={self.spec.rtol}, atol={self.spec.atol}): "
-                              "the error estimate stayed non-finite or too large (a state or field that blows up, "
-                              "or tolerances too tight for the dtype)")
-        d = self.direction
+            raise self._failure("step size underflow", t)
+        self.t, d = t, self.direction
         while d * (self._next_stops[0] - t) <= 0:
             self._next_stops.pop(0)
-        stop = self._next_stops[0]
-        if d * (t + self.h - stop) >= -1e-12 * max(1.0, abs(stop)):  # end exactly on the stop
+        stop, end = self._next_stops[0], t + self.h
+        if d * (end - stop) >= 0 or close(end, stop):  # end exactly on the stop
             self.h_used = stop - t
             return self.h_used, stop
         self.h_used = self.h
-        return self.h, t + self.h
+        return self.h, end
+
+    def _failure(self, what: str, t: float) -> SolverError:
+        """The error of a march that cannot go on from t, naming t, h, rtol and atol."""
+        return SolverError(f"{what} at t={t} (h={self.h}, rtol={self.spec.rtol}, atol={self.spec.atol}): "
+                           "the error estimate stayed non-finite or too large (a state or field that blows up, "
+                           "or tolerances too tight for the dtype)")
+
+    def _rejected(self) -> None:
+        """Fail if the retry after this rejection would be shorter than :func:`min_step`, or if the
+        run of rejections at t is longer than any that shrinks h by max(safety, dfactor) or more
+        each time (as the rule in :meth:`judge` does) before min_step stops it: h has stalled."""
+        self.rejects += 1
+        floor = min_step(self.t, self.direction)
+        if abs(self.h) < floor:
+            raise self._failure(f"step size underflow (below the minimum step {floor:.3g})", self.t)
+        shrink = max(self.spec.safety, self.spec.dfactor)
+        if self.rejects > 1 + math.log(self.span / floor) / math.log(1 / shrink):
+            raise self._failure(f"step size stalled ({self.rejects} rejections in a row)", self.t)
 
     def judge(self, error: State, y0: State, y1: State) -> bool:
         sp = self.spec
@@ -202,7 +239,9 @@ class _AdaptiveController:
                 factor = sp.safety * ratio ** -alpha * self.prev_ratio ** sp.beta
             self.prev_ratio = max(ratio, 1e-4)
             self.h = self.h_used * min(sp.ifactor, max(1.0, factor))
+            self.rejects = 0
             return True
         factor = sp.safety * ratio ** (-1.0 / self.order) if math.isfinite(ratio) else sp.dfactor
         self.h = self.h_used * max(sp.dfactor, min(1.0, factor))
+        self._rejected()
         return False
