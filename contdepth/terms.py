@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .solution import StepCounts
-from .tree import State, leaves, tree_map
+from .tree import State, detach, leaves
 
 
 def tensor_cache(maxsize: int):
@@ -155,20 +155,26 @@ def trainable_leaves(out: State) -> list[torch.Tensor]:
     return list(found.values())
 
 
+def owning_module(func: Callable) -> torch.nn.Module | None:
+    """``func`` itself if it is an ``nn.Module``, the module of a bound method, else None."""
+    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
 def default_params(func: Callable, y0: State, t0: float | None) -> list[torch.Tensor]:
     """What checkpoint/adjoint differentiate when the user names nothing: the trainable
     parameters of ``func`` if it is an ``nn.Module`` or a method of one (torchsde's ``sde.f``);
     for any other callable, every trainable tensor one evaluation f(t0, y0) is computed from
     (closures, globals, modules it calls), found by walking that evaluation's autograd graph.
     ``t0`` None: no probe evaluation (backprop, or no gradient wanted), so no parameters."""
-    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
-    if isinstance(owner, torch.nn.Module):
+    owner = owning_module(func)
+    if owner is not None:
         return [p for p in owner.parameters() if p.requires_grad]
     if t0 is None or not torch.is_grad_enabled():
         return []
     first = leaves(y0)[0]
     with torch.enable_grad():
-        out = func(time_tensor(t0, first.dtype, first.device), tree_map(torch.Tensor.detach, y0))
+        out = func(time_tensor(t0, first.dtype, first.device), detach(y0))
     return trainable_leaves(out) if isinstance(out, (torch.Tensor, tuple)) else []
 
 
@@ -217,8 +223,8 @@ class FuncTerm(Term):
         return self._params
 
     def check_state(self, y0: State) -> None:
-        owner = self.func if isinstance(self.func, torch.nn.Module) else getattr(self.func, "__self__", None)
-        if isinstance(owner, torch.nn.Module):
+        owner = owning_module(self.func)
+        if owner is not None:
             check_params_match(owner.parameters(), y0, f"func ({type(owner).__name__})")
 
 
