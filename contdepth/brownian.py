@@ -48,6 +48,8 @@ from collections import deque
 
 import torch
 
+from .timetol import slack
+
 _MASK = (1 << 64) - 1
 _MAX_LEVELS = 32
 # measured: a cached float32 point of 2 elements costs ~670 bytes of RSS (tensor and storage
@@ -174,7 +176,7 @@ class BrownianPath:
     def _value(self, t: float) -> torch.Tensor:
         """W(t): exact on the grid t0 + k T 2^-L, linear between its points (a time within 8 ulps of
         max(|t0|, |t1|) of a grid point is that point: a grid time up to rounding)."""
-        if not (self.t0 - 1e-12 * max(1.0, abs(self.t0)) <= t <= self.t1 + 1e-12 * max(1.0, abs(self.t1))):
+        if not (self.t0 - slack(self.t0) <= t <= self.t1 + slack(self.t1)):
             raise ValueError(f"BrownianPath is defined on [{self.t0}, {self.t1}]; queried at t = {t}")
         x = min(max((t - self.t0) / (self.t1 - self.t0), 0.0), 1.0) * self._top
         i = round(x)
@@ -197,7 +199,7 @@ class BrownianPath:
                    name: str = "bm") -> None:
         """Raise ``ValueError`` unless this path covers [t0, t1] (either order) with this shape, dtype and device."""
         lo, hi = min(t0, t1), max(t0, t1)
-        tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+        tol = slack(lo, hi)
         if self.t0 > lo + tol or self.t1 < hi - tol:
             raise ValueError(f"{name} covers [{self.t0}, {self.t1}], but the solve needs [{lo}, {hi}]")
         if self.shape != shape:

@@ -15,6 +15,7 @@ from .solution import Solution, SolverStats
 from .solvers import Adaptive, FixedGrid, get_stepper
 from .solvers import AdjointConfig, Problem
 from .terms import as_term
+from .timetol import slack
 from .tree import State, all_finite, leaves, rebuild
 
 FIXED_OPTIONS = ("step_size",)
@@ -127,7 +128,7 @@ def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
     if not times or any(d * (b - a) <= 0 for a, b in zip(times, times[1:])):
         raise ValueError(f"{name} must be a non-empty sequence, strictly {'in' if d > 0 else 'de'}creasing from t0 "
                          f"to t1, got {list(times)}")
-    if d * (times[0] - t0) < -1e-12 * max(1.0, abs(t0)) or d * (t1 - times[-1]) < -1e-12 * max(1.0, abs(t1)):
+    if d * (times[0] - t0) < -slack(t0) or d * (t1 - times[-1]) < -slack(t1):
         raise ValueError(f"{name} must lie in [t0, t1] = [{t0}, {t1}], got {times[0]} .. {times[-1]}")
     return times
 

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .solution import StepCounts
+from .timetol import close, slack
 from .tree import State, detach, leaves
 
 
@@ -111,7 +112,8 @@ class Term:
 
 
 def check_returned(f: State, y: State, what: str) -> None:
-    """Raise ``ValueError`` unless ``f`` has the structure, shapes and dtypes of ``y``."""
+    """Raise ``ValueError`` unless ``f`` has the structure of ``y``, and per tensor its shape, dtype
+    and device (``what`` names the callable: a field's ``func``, a noise, a ``project``)."""
     if isinstance(y, torch.Tensor) != isinstance(f, torch.Tensor) or (
             not isinstance(y, torch.Tensor) and (not isinstance(f, tuple) or len(f) != len(y))):
         raise ValueError(f"{what} must return the structure of the state y: got {type(f).__name__}"
@@ -123,6 +125,8 @@ def check_returned(f: State, y: State, what: str) -> None:
             raise ValueError(f"{name} returned shape {tuple(fi.shape)}, but the state has shape {tuple(yi.shape)}")
         if fi.dtype != yi.dtype:
             raise ValueError(f"{name} returned dtype {fi.dtype}, but the state has dtype {yi.dtype}")
+        if fi.device != yi.device:
+            raise ValueError(f"{name} returned a tensor on {fi.device}, but the state is on {yi.device}")
 
 
 def check_params_match(params: Iterable[torch.Tensor], y0: State, owner: str) -> None:
@@ -213,8 +217,8 @@ class FuncTerm(Term):
         return out
 
     def _on_jump(self, t: float) -> bool:
-        i = bisect.bisect_left(self._jumps, t - 1e-12 * max(1.0, abs(t)))
-        return i < len(self._jumps) and abs(self._jumps[i] - t) <= 1e-12 * max(1.0, abs(t))
+        i = bisect.bisect_left(self._jumps, t - slack(t))
+        return i < len(self._jumps) and close(self._jumps[i], t)
 
     def jumps(self) -> tuple[float, ...]:
         return self._jumps

@@ -20,7 +20,8 @@ from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTab
 
 import contdepth as cd
 from contdepth.solvers import TABLEAUX, TSIT5, ButcherTableau, RungeKutta
-from contdepth.solvers.controllers import Adaptive, FixedGrid, _AdaptiveController, close, min_step
+from contdepth.solvers.controllers import Adaptive, FixedGrid, _AdaptiveController, min_step
+from contdepth.timetol import close
 
 F64 = torch.float64
 DIRECTIONS = [pytest.param(0.0, 3.0, id="forward"), pytest.param(2.4, -1.0, id="reverse")]

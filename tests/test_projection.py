@@ -262,9 +262,10 @@ def test_project_errors_name_the_argument():
     with pytest.raises(ValueError, match="project.*gradient='reversible'"):
         cd.solve(lambda t, y: (y[1], -y[0]), (y0, y0), method="leapfrog", steps=2, t0=0.0, t1=1.0,
                  gradient="reversible", project=lambda y: y)
-    for bad, what in ((lambda y: y[:2], r"shape.*\(3, 4\).*\(2, 4\)"), (lambda y: y.float(), "float32"),
-                      (lambda y: (y,), "structure"), (lambda y: y.tolist(), "structure")):
-        with pytest.raises(ValueError, match=f"project must .*{what}"):
+    for bad, what in ((lambda y: y[:2], r"returned shape \(2, 4\), but the state has shape \(3, 4\)"),
+                      (lambda y: y.float(), "returned dtype torch.float32"),
+                      (lambda y: (y,), "must return the structure"), (lambda y: y.tolist(), "must return the structure")):
+        with pytest.raises(ValueError, match=f"^project .*{what}"):
             cd.solve(f, y0, project=bad, **common)
     with pytest.raises(ValueError, match="project must .*structure"):
         cd.solve(lambda t, y: (y[1], -y[0]), (y0, y0), project=lambda y: (y[0],), **common)

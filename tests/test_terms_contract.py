@@ -63,6 +63,7 @@ def test_func_must_be_callable():
     (torch.ones(3), torch.ones(2), r"^func returned shape \(3,\), but the state has shape \(2,\)"),
     (torch.ones(2, dtype=DT), torch.ones(2), r"^func returned dtype torch.float64, but the state has dtype torch.float32"),
     ((torch.ones(2), torch.ones(1)), (torch.ones(2), torch.ones(2)), r"^func component 1 returned shape \(1,\)"),
+    (torch.ones(2, device="meta"), torch.ones(2), r"^func returned a tensor on meta, but the state is on cpu"),
 ])
 def test_check_returned(out, y, match):
     with pytest.raises(ValueError, match=match):

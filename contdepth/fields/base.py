@@ -11,6 +11,7 @@ from ..errors import check_choice
 from ..grid import ControlGrid
 from ..solution import StepCounts
 from ..terms import Term, check_params_match, time_tensor
+from ..timetol import slack
 from ..tree import leaves
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
@@ -235,7 +236,7 @@ class ControlTerm(Term):
     def check_interval(self, t0: float, t1: float) -> None:
         grid = self.field.grid
         lo, hi = min(t0, t1), max(t0, t1)
-        if lo < grid.t0 - 1e-12 * max(1.0, abs(grid.t0)) or hi > grid.t1 + 1e-12 * max(1.0, abs(grid.t1)):
+        if lo < grid.t0 - slack(grid.t0) or hi > grid.t1 + slack(grid.t1):
             raise ValueError(f"[t0, t1] = [{t0}, {t1}] must lie inside the control grid [{grid.t0}, {grid.t1}]")
 
     def check_state(self, y0) -> None:

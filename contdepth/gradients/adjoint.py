@@ -27,7 +27,8 @@ from collections import defaultdict
 import torch
 
 from ..errors import SolverError
-from ..solvers.controllers import FixedGrid, close
+from ..solvers.controllers import FixedGrid
+from ..timetol import close, slack
 from ..solvers.engine import Problem, march
 from ..solvers.rk import RungeKutta
 from ..terms import Term
@@ -116,7 +117,7 @@ class QuadratureAdjointTerm(Term):
 def _grid_index(times: tuple[float, ...], t: float) -> int:
     """The first j with times[j] at or past t (up to rounding) in the grid's direction."""
     d = 1 if times[-1] > times[0] else -1
-    return bisect.bisect_left([d * s for s in times], d * t - 1e-12 * max(1.0, abs(t)))
+    return bisect.bisect_left([d * s for s in times], d * t - slack(t))
 
 
 def _injections(problem: Problem, g: list[State]) -> dict[float, list[tuple[State, float]]]:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from ..solution import StepCounts
-from ..solvers.controllers import close
+from ..timetol import close
 from ..solvers.engine import Problem
 from ..terms import Term, trainable_leaves
 from ..tree import State, leaves

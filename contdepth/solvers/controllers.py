@@ -19,13 +19,9 @@ from torch.fx.experimental.symbolic_shapes import guard_int
 
 from ..errors import SolverError
 from ..terms import Term
+from ..timetol import close
 from ..tree import State, leaves, rebuild
 from .base import Stepper
-
-
-def close(a: float, b: float) -> bool:
-    """a == b up to 1e-12 relative (two floats naming the same time)."""
-    return abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b))
 
 
 class FixedGrid:

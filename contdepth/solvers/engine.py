@@ -18,10 +18,11 @@ import torch
 
 from ..errors import SolverError
 from ..solution import SolverStats, StepCounts
-from ..terms import Term
+from ..terms import Term, check_returned
 from ..tree import State, all_finite
 from .base import Controller, Stepper, StepRecord
-from .controllers import Adaptive, FixedGrid, close
+from ..timetol import close, slack
+from .controllers import Adaptive, FixedGrid
 
 
 def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: State) -> list[State]:
@@ -32,22 +33,6 @@ def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: St
         value = end if s is None else stepper.interpolate(y, y1, dense, rec.h, s)
         outs.append(rec.project(value) if s is not None and rec.project is not None else value)
     return outs
-
-
-def _check_projected(y1: State, end: object) -> None:
-    """Raise ValueError naming ``project`` unless ``end`` = project(y1) has y1's structure, and
-    per tensor its shape, dtype and device."""
-    if isinstance(y1, torch.Tensor) != isinstance(end, torch.Tensor) or (
-            isinstance(y1, tuple) and (not isinstance(end, tuple) or len(end) != len(y1))):
-        raise ValueError(f"project must return a state of the structure it is given: got {type(end).__name__} "
-                         f"for a {type(y1).__name__}" + (f" of {len(y1)}" if isinstance(y1, tuple) else ""))
-    if isinstance(y1, tuple):
-        for a, b in zip(y1, end):
-            _check_projected(a, b)
-        return
-    if (end.shape, end.dtype, end.device) != (y1.shape, y1.dtype, y1.device):
-        raise ValueError(f"project must keep each tensor's shape, dtype and device: given {tuple(y1.shape)} "
-                         f"{y1.dtype} on {y1.device}, it returned {tuple(end.shape)} {end.dtype} on {end.device}")
 
 
 def replay(term: Term, stepper: Stepper, rec: StepRecord, y: State, state: tuple) -> tuple[State, tuple, list[State]]:
@@ -97,11 +82,11 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
             continue
         counts.accepted_steps += 1
         j, begin = j + 1, k
-        while k < len(out_times) and d * (out_times[k] - t_next) <= 1e-12 * max(1.0, abs(t_next)):
+        while k < len(out_times) and d * (out_times[k] - t_next) <= slack(t_next):
             k += 1
         end = y1 if project is None else project(y1)
         if project is not None and j == 1:
-            _check_projected(y1, end)
+            check_returned(end, y1, "project")
         rec = StepRecord(t, h, t_next, tuple((i, None if close(out_times[i], t_next) else (out_times[i] - t) / h)
                                              for i in range(begin, k)),
                          t_next in controller.stops or (project is not None and stepper.fsal), project)
