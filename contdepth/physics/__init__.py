@@ -6,7 +6,9 @@
 * divergence, log-density and entropy (seed 002 eq. 28, 32): :func:`divergence_exact`,
   :func:`divergence_hutchinson`, :func:`log_density_trajectory`, :func:`entropy_rate`;
 * path integral of the 1-D stencil block (seed 000 eq. 21-25, 33-38): :mod:`.path_integral`;
-* the Fokker-Planck density of a 1-D stochastic ResNet (seed 003): :func:`fokker_planck_1d`.
+* the Fokker-Planck density of a 1-D stochastic ResNet (seed 003): :func:`fokker_planck_1d`;
+* energies of the cubic-friction net (seed 002 eq. 33-36, 69-70, 83, 91-94, 103-108):
+  :func:`lyapunov_energy`, :func:`energy_balance`, :func:`stationary_state`, :func:`gradient_flow_rate`.
 """
 
 from .adjoint import AdjointTrajectory, adjoint_trajectory, autograd_adjoints
@@ -17,6 +19,7 @@ from .divergence import (
     entropy_rate,
     log_density_trajectory,
 )
+from .energy import EnergyBalance, energy_balance, gradient_flow_rate, lyapunov_energy, stationary_state
 from .fokker_planck import fokker_planck_1d
 from .hamiltonian import hamiltonian, hamiltonian_along, hamiltonian_jump, hamiltonian_rate
 from .path_integral import (
@@ -45,6 +48,11 @@ __all__ = [
     "divergence_hutchinson",
     "entropy_rate",
     "fokker_planck_1d",
+    "EnergyBalance",
+    "energy_balance",
+    "gradient_flow_rate",
+    "lyapunov_energy",
+    "stationary_state",
     "log_density_trajectory",
     "ContinuumError",
     "continuum_errors",
