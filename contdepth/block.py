@@ -20,7 +20,8 @@ class ODEBlock(nn.Module):
     ``method``, ``steps``, ``gradient``, ``rtol`` and ``atol`` are checked at construction as
     :func:`~contdepth.solve` checks them (``rtol``/``atol`` only for adaptive methods; default
     1e-6, 1e-8). They are plain attributes: change them after training to evaluate the same field
-    with another integrator or depth (the tolerances are then used only by adaptive methods).
+    with another integrator or depth (the tolerances are then used only by adaptive methods), or
+    call :meth:`set_solver`, which checks the new configuration first.
     ``t0``/``t1`` default to a ControlledField's control grid and are required for any other
     field. ``stats`` holds the :class:`SolverStats` of the last call.
 
@@ -45,6 +46,28 @@ class ODEBlock(nn.Module):
         self.rtol = RTOL if rtol is None else rtol
         self.atol = ATOL if atol is None else atol
         self.stats: SolverStats | None = None
+
+    def set_solver(self, method, steps: int | None = None, *, rtol: float | None = None,
+                   atol: float | None = None) -> None:
+        """Solve the same field with another integrator: ``method`` with ``steps``, or adaptively.
+
+        Checked as the constructor checks its arguments, before anything changes. An adaptive
+        ``method`` clears ``steps`` (giving ``steps`` raises ``ValueError``) and takes ``rtol``/
+        ``atol`` (default 1e-6, 1e-8); a fixed-step ``method`` takes ``steps``, which may be None
+        only for a field with a control grid (then one step per control interval), and rejects
+        ``rtol``/``atol``. ``gradient`` and ``project`` are kept.
+
+        Example: ``block.set_solver("dopri5", rtol=1e-5, atol=1e-7)``, then
+        ``block.set_solver("rk4", 32)``.
+        """
+        stepper = check_solver(method, steps=steps, gradient=self.gradient, rtol=rtol, atol=atol,
+                               project=self.project)
+        if not getattr(stepper, "adaptive", False) and steps is None and not hasattr(self.field, "make_term"):
+            raise ValueError(f"steps is required for the fixed-step method={getattr(stepper, 'name', method)!r}: "
+                             f"the field ({type(self.field).__name__}) has no control grid to take steps from")
+        self.method, self.steps = method, steps
+        self.rtol = RTOL if rtol is None else rtol
+        self.atol = ATOL if atol is None else atol
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tolerances = {"rtol": self.rtol, "atol": self.atol} if getattr(get_stepper(self.method), "adaptive", False) else {}

@@ -1,22 +1,32 @@
 """The command line every example shares: ``--quick``, ``--out``, ``--seed``, ``--threads``,
-``--no-progress``, argparse ``type=`` validators, and one-line errors (exit 2) before any work."""
+``--no-progress``, argparse ``type=`` validators, and one-line errors (exit 2) before any work.
+
+This module imports only the standard library (torch is imported by ``start`` and ``finish``), so an
+example can load it without importing contdepth or torch, parse its options, and fail on a bad one
+in a fraction of a second: see ``load_light``. Options are never abbreviated (``--epoch`` is an
+error, not ``--epochs``).
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, NoReturn
-
-import torch
-
-from .io import write_json_atomic
 
 __all__ = ["ExampleParser", "example_parser", "start", "finish", "positive_int", "nonnegative_int",
            "positive_float", "nonnegative_float", "out_dir"]
 
 
 class ExampleParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: MESSAGE``, exit status 2."""
+    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: MESSAGE``, exit status 2, and
+    which accepts no abbreviated option (``allow_abbrev=False`` unless given)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -73,6 +83,8 @@ def example_parser(doc: str, *, default_out: str | None, quick_help: str) -> Exa
 
 def start(args: argparse.Namespace) -> Path:
     """Set torch's CPU threads from ``args.threads``, create ``args.out`` and return it."""
+    import torch
+
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     return args.out
@@ -80,6 +92,8 @@ def start(args: argparse.Namespace) -> Path:
 
 def finish(out: Path, metrics: dict, summary: list[str]) -> str:
     """Write ``out/metrics.json`` atomically; return the ``summary`` lines plus a line naming what was written."""
+    from .io import write_json_atomic
+
     write_json_atomic(out / "metrics.json", metrics)
     figures = sorted(p.name for p in out.glob("*.png"))
     return "\n".join([*summary, f"wrote {out / 'metrics.json'} and {len(figures)} figures ({', '.join(figures)})"])

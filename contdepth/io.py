@@ -1,4 +1,8 @@
-"""Atomic file writes for metrics and checkpoints (a crash never leaves a half-written file)."""
+"""Atomic file writes for metrics and checkpoints (a crash never leaves a half-written file).
+
+The file gets the mode ``open()`` would give it, ``0o666 & ~umask`` (0644 under the usual umask 022),
+not ``tempfile.mkstemp``'s private 0600.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,19 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    """The process's file-mode creation mask (``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
