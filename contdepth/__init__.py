@@ -10,7 +10,7 @@ from .fields.base import smoothness
 from .grid import ControlGrid
 from .solution import Solution, SolverStats, StepCounts
 from .sdesolve import sdesolve
-from .solve import odeint, odeint_adjoint, odesolve, solve
+from .solve import odeint, odeint_adjoint, odeint_event, odesolve, solve
 from .solvers import LinearTwoStep
 
 # Subpackages imported on first use (``cd.physics``, ``cd.data``, ...), so ``import contdepth`` stays light.
@@ -28,6 +28,6 @@ def __dir__() -> list[str]:
 
 
 __version__ = "0.2.0.dev0"
-__all__ = ["ControlGrid", "LinearTwoStep", "fields", "odeint", "odeint_adjoint", "odesolve", "solve", "ODEBlock", "Solution",
+__all__ = ["ControlGrid", "LinearTwoStep", "fields", "odeint", "odeint_adjoint", "odeint_event", "odesolve", "solve", "ODEBlock", "Solution",
            "SolverStats", "StepCounts", "SolverError", "smoothness",
            "BrownianPath", "SDEBlock", "sdesolve"]

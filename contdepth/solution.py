@@ -32,11 +32,13 @@ class SolverStats:
 @dataclass
 class Solution:
     """``ys[i]`` is the state at ``ts[i]`` (for a tuple state, ``ys`` is a tuple of such stacks);
-    ``stats`` fills its backward counts after ``backward()``."""
+    ``stats`` fills its backward counts after ``backward()``. ``event_t``: the time of a terminal
+    event (differentiable, in y's dtype; then ``ys`` holds y0 and the state at it), else None."""
 
     ts: torch.Tensor
     ys: torch.Tensor | tuple
     stats: SolverStats
+    event_t: torch.Tensor | None = None
 
     @property
     def y1(self) -> torch.Tensor | tuple:

@@ -11,9 +11,11 @@ import torch
 from .errors import check_choice, check_positive_int
 from .fields.base import ControlledField
 from .gradients import GRADIENTS
+from .gradients.times import TimeTensors, at_event, with_time_grads
 from .solution import Solution, SolverStats
 from .solvers import Adaptive, FixedGrid, get_stepper
 from .solvers import AdjointConfig, Problem
+from .solvers.events import EventFn, locate_event
 from .terms import as_term
 from .timetol import slack
 from .tree import State, all_finite, leaves, rebuild
@@ -112,11 +114,16 @@ def _floats(values) -> list[float]:
 
 
 def check_no_time_grad(name: str, value: object) -> None:
-    """Raise if ``value`` is a tensor requiring grad while grad is on: gradients with respect to
-    times are not computed, and returning none would be a silent wrong answer."""
-    if isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled():
-        raise NotImplementedError(f"{name} requires grad, but contdepth does not compute gradients with respect to "
-                                  f"times yet; pass {name}.detach() (or build it without requires_grad)")
+    """Raise if ``value`` is a tensor requiring grad while grad is on, for a solve that does not
+    differentiate its times (stochastic ones): returning none would be a silent wrong answer."""
+    if wants_grad(value):
+        raise NotImplementedError(f"{name} requires grad, but gradients with respect to the times of a stochastic "
+                                  f"solve are not computed; pass {name}.detach() (or build it without requires_grad)")
+
+
+def wants_grad(value: object) -> bool:
+    """True for a tensor that requires grad while grad is on (a time to differentiate)."""
+    return isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled()
 
 
 def _times(name: str, values, t0: float, t1: float) -> tuple[float, ...]:
@@ -157,8 +164,12 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
                steps: int | None, grid_times: tuple[float, ...] | None, gradient: str, rtol: float, atol: float,
                options: dict | None, adjoint_rtol: float | None, adjoint_atol: float | None, adjoint_method,
                adjoint_options: dict | None, adjoint_params, declare_jumps: bool,
-               project: Callable[[State], State] | None = None) -> Solution:
+               project: Callable[[State], State] | None = None, times: TimeTensors = TimeTensors(),
+               event_fn: EventFn | None = None) -> Solution:
     check_choice("gradient", gradient, GRADIENTS)
+    if project is not None and (times.t0 is not None or times.outs is not None):
+        raise ValueError("times that require grad are not supported with project=: their gradients follow the flow "
+                         "of f, which a projected scheme does not; detach t0/t1/t_eval")
     stepper = get_stepper(method)
     rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
     adaptive = getattr(stepper, "adaptive", False)
@@ -192,6 +203,13 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     if not adaptive and steps is None and grid_times is None and "step_size" not in options:
         raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N or "
                          "options={'step_size': h}")
+    stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
+    term.counts = stats.forward
+    if event_fn is not None:  # find the event without a graph, then solve to it under the gradient method
+        step_size = _positive("options['step_size']", options["step_size"]) if "step_size" in options else None
+        t1, event = locate_event(term, stepper, Adaptive(rtol, atol, **options) if adaptive else step_size, y0, t0,
+                                 1 if t1 > t0 else -1, event_fn, stats.forward)
+        out_times = (t0, t1)
     grid = where_steps_end(options, rtol, atol)
     if gradient == "adjoint" and isinstance(stepper, torch.nn.Module) and any(
             p.requires_grad for p in stepper.parameters()):
@@ -208,14 +226,16 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     back_grid = grid if not adaptive else Adaptive(
         rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol),
         atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol), **adjoint_options)
-    stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
-    term.counts = stats.forward
     problem = Problem(term, stepper, grid, t0, t1, out_times, stats,
                       AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm", jumps=tuple(back_jumps)),
                       project)
-    stacked = GRADIENTS[gradient](problem, y0)
+    stacked = with_time_grads(GRADIENTS[gradient], problem, y0, times)
     ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
-    return Solution(ts, rebuild(y0, stacked), stats)
+    if event_fn is None:
+        return Solution(ts, rebuild(y0, stacked), stats)
+    t_event, y_event = at_event(term, event, t1, rebuild(y0, [x[-1] for x in stacked]), 1 if t1 > t0 else -1)
+    return Solution(ts, rebuild(y0, [torch.stack([x[0], e]) for x, e in zip(stacked, leaves(y_event))]), stats,
+                    event_t=t_event)
 
 
 def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, t0: float | None = None,
@@ -256,6 +276,8 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         ``"checkpoint"`` (exact through the projection); ``"adjoint"`` and ``"reversible"`` raise.
     """
     y0 = check_y0(y0)
+    times = _solve_time_tensors(t0, t1, t_eval)  # their gradients are attached around the float solve
+    t0, t1, t_eval = (x.detach() if isinstance(x, torch.Tensor) else x for x in (t0, t1, t_eval))
     t0, t1, control = check_interval_args(func, t0, t1)
     out_times = output_times(t_eval, t0, t1)
     stepper = check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol, project=project)
@@ -266,7 +288,17 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
                       gradient=gradient, rtol=RTOL if rtol is None else rtol, atol=ATOL if atol is None else atol,
                       options=options, adjoint_rtol=None,
                       adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
-                      adjoint_params=adjoint_params, declare_jumps=declare_jumps, project=project)
+                      adjoint_params=adjoint_params, declare_jumps=declare_jumps, project=project, times=times)
+
+
+def _solve_time_tensors(t0: object, t1: object, t_eval: object) -> TimeTensors:
+    """The times of :func:`solve` to differentiate: t0; the output times (t_eval, or t1). With
+    t_eval, the outputs do not depend on t1: a t1 that requires grad gets gradient zero."""
+    outs = t1.reshape(1) if t_eval is None and wants_grad(t1) else t_eval if wants_grad(t_eval) else None
+    if t_eval is not None and wants_grad(t1):
+        base = torch.as_tensor(_floats(t_eval), dtype=t1.dtype, device=t1.device) if outs is None else outs
+        outs = base + 0 * t1.reshape(())
+    return TimeTensors(t0.reshape(()) if wants_grad(t0) else None, outs)
 
 
 def odesolve(func: Callable, y0: State, **kwargs) -> State:
@@ -280,7 +312,6 @@ def _check_t(t: object) -> tuple[float, ...]:
         raise TypeError(f"t must be a 1-D torch.Tensor of times, got {type(t).__name__}")
     if t.dim() != 1 or len(t) == 0 or not t.is_floating_point():
         raise ValueError(f"t must be a non-empty 1-D floating tensor, got shape {tuple(t.shape)}, dtype {t.dtype}")
-    check_no_time_grad("t", t)
     times = tuple(t.tolist())
     if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t must hold finite times, got {list(times)}")
@@ -291,39 +322,54 @@ def _check_t(t: object) -> tuple[float, ...]:
     return times
 
 
-def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, **adjoint) -> State:
+def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, event_fn, **adjoint):
     y0 = check_y0(y0)
     times = _check_t(t)
     method = "dopri5" if method is None else method
+    if event_fn is not None and (len(times) != 2 or not callable(event_fn)):
+        raise ValueError(f"with event_fn (a callable event_fn(t, y), got {type(event_fn).__name__}), t must hold two "
+                         f"times [t0, t1], t1 giving only the direction (the solve runs to the event), got "
+                         f"{len(times)} times")
     if len(times) == 1:  # torchdiffeq: nothing to integrate, func is never called
         get_stepper(method)
         return rebuild(y0, [x.unsqueeze(0) for x in leaves(y0)])
-    return _integrate(func, y0, t0=times[0], t1=times[-1], out_times=times, method=method, steps=None,
-                      grid_times=times, gradient=gradient, rtol=rtol, atol=atol, options=options,
-                      declare_jumps=True, **adjoint).ys
+    grad_t = wants_grad(t)
+    sol = _integrate(func, y0, t0=times[0], t1=times[-1], out_times=times, method=method, steps=None,
+                     grid_times=times, gradient=gradient, rtol=rtol, atol=atol, options=options,
+                     declare_jumps=True, event_fn=event_fn, **adjoint,
+                     times=TimeTensors(t[0] if grad_t else None, t if grad_t and event_fn is None else None))
+    return sol.ys if event_fn is None else (sol.event_t.to(t.dtype), sol.ys)
 
 
 def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,
-           method: str | None = None, options: dict | None = None) -> State:
+           method: str | None = None, options: dict | None = None,
+           event_fn: EventFn | None = None) -> State | tuple[torch.Tensor, State]:
     """torchdiffeq's ``odeint``: y at every time of ``t`` (1-D, strictly increasing or decreasing),
     shape ``(len(t), *y0.shape)`` (a tuple of such for a tuple y0). Gradients by backprop.
 
     Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
     (the last step shortened; states between steps by linear interpolation). Unlike torchdiffeq,
-    an unknown option is an error. Gradients with respect to ``t`` are not computed: a ``t``
-    that requires grad is an error (``NotImplementedError``), not a silent ``None``.
+    an unknown option is an error. ``t`` may require grad: dL/dt_i = <dL/dy_i, f(t_i, y_i)>, and
+    t_0 also moves the start, dL/dt_0 = -<dL/dy0 - dL/dy_0, f(t_0, y0)>
+    (:mod:`contdepth.gradients.times`).
+
+    ``event_fn(t, y)`` (a tensor): solve from t[0] (``t = [t0, t1]``, t1 only gives the direction)
+    to the first time t* where an entry of event_fn changes sign; returns ``(t*, y)`` with
+    ``y = [y0, y(t*)]`` stacked. Both are differentiable (implicit function theorem). Fixed-step
+    methods need ``options={"step_size": h}``. See :mod:`contdepth.solvers.events`.
     """
     return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="backprop",
                    adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
-                   adjoint_params=None)
+                   adjoint_params=None, event_fn=event_fn)
 
 
 def odeint_adjoint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,
                    method: str | None = None, options: dict | None = None, adjoint_rtol: float | None = None,
                    adjoint_atol: float | None = None, adjoint_method: str | None = None,
-                   adjoint_options: dict | None = None,
-                   adjoint_params: Sequence[torch.Tensor] | None = None) -> State:
-    """torchdiffeq's ``odeint_adjoint``: as :func:`odeint`, gradients by the continuous adjoint.
+                   adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
+                   event_fn: EventFn | None = None) -> State | tuple[torch.Tensor, State]:
+    """torchdiffeq's ``odeint_adjoint``: as :func:`odeint` (``t`` and ``event_fn`` too), gradients by
+    the continuous adjoint.
 
     ``adjoint_params``: the tensors to differentiate (default: the trainable parameters of func
     if it is an ``nn.Module`` or a method of one; for any other callable, every trainable tensor
@@ -333,4 +379,20 @@ def odeint_adjoint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 
     """
     return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="adjoint",
                    adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
-                   adjoint_options=adjoint_options, adjoint_params=adjoint_params)
+                   adjoint_options=adjoint_options, adjoint_params=adjoint_params, event_fn=event_fn)
+
+
+def odeint_event(func: Callable, y0: State, t0: torch.Tensor | float, *, event_fn: EventFn, reverse_time: bool = False,
+                 odeint_interface: Callable = odeint, **kwargs) -> tuple[torch.Tensor, State]:
+    """torchdiffeq's ``odeint_event``: solve from t0, forward (or backward with ``reverse_time``),
+    until ``event_fn(t, y)`` changes sign: ``(t*, [y0, y(t*)])``, both differentiable (for
+    g = event_fn, dt*/dtheta = -(dg/dtheta + dg/dy dy/dtheta) / (dg/dt + dg/dy . f)).
+    ``odeint_interface``: :func:`odeint` or :func:`odeint_adjoint`; ``kwargs`` go to it."""
+    if not callable(odeint_interface):
+        raise TypeError(f"odeint_interface must be cd.odeint or cd.odeint_adjoint, got {type(odeint_interface).__name__}")
+    start = t0 if isinstance(t0, torch.Tensor) else torch.tensor(float(t0), dtype=leaves(check_y0(y0))[0].dtype)
+    if start.numel() != 1:
+        raise ValueError(f"t0 must be one time (a float or a one-element tensor), got shape {tuple(start.shape)}")
+    start = start.reshape(1)
+    t = torch.cat([start, start.detach() + (-1.0 if reverse_time else 1.0)])
+    return odeint_interface(func, y0, t, event_fn=event_fn, **kwargs)

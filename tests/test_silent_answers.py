@@ -131,20 +131,22 @@ def test_milstein_with_parameter_only_noise(gradient):
     _assert_close(_grads(mil.sum(), [s]), _grads(em.sum(), [s]), 1e-14)
 
 
-def test_times_that_require_grad_are_an_error_not_a_silent_none():
-    y0 = torch.ones(2, dtype=DT)
-    t = torch.linspace(0, 1, 3, dtype=DT, requires_grad=True)
+def test_times_that_require_grad_get_their_gradient_not_a_silent_none():
+    """Once an error; now dL/dt_i = <ybar_i, f(t_i, y_i)> and dL/dt_0 = -<dL/dy0 - ybar_0, f(t_0, y0)>
+    in every interface (tests/test_time_gradients.py checks them against closed forms)."""
     f = lambda t, y: -y
-    with pytest.raises(NotImplementedError, match="t requires grad"):
-        cd.odeint(f, y0, t)
-    with pytest.raises(NotImplementedError, match="t requires grad"):
-        cd.odeint_adjoint(f, y0, t, adjoint_params=())
-    with pytest.raises(NotImplementedError, match="t_eval requires grad"):
-        cd.solve(f, y0, t0=0.0, t1=1.0, t_eval=t, steps=4)
-    with pytest.raises(NotImplementedError, match="t1 requires grad"):
-        cd.solve(f, y0, t0=0.0, t1=torch.tensor(1.0, requires_grad=True), steps=4)
-    with torch.no_grad():  # no gradient wanted: nothing to refuse
-        assert cd.odeint(f, y0, t, method="rk4").shape == (3, 2)
+    for odeint in (cd.odeint, lambda *a, **k: cd.odeint_adjoint(*a, adjoint_params=(), **k)):
+        y0 = torch.ones(2, dtype=DT, requires_grad=True)
+        t = torch.linspace(0, 1, 3, dtype=DT, requires_grad=True)
+        ys = odeint(f, y0, t, method="rk4")
+        g_t, g_y0 = _grads(ys.sum(), [t, y0])
+        _assert_close(g_t[1:], -ys[1:].sum(-1).detach(), 1e-15)
+        _assert_close([g_t[0]], [((g_y0 - 1) * y0).sum().detach()], 1e-14)
+    t1 = torch.tensor(1.0, dtype=DT, requires_grad=True)
+    y1 = cd.solve(f, torch.ones(2, dtype=DT), t0=0.0, t1=t1, steps=4).y1
+    _assert_close(_grads(y1.sum(), [t1]), [-y1.sum().detach()], 1e-15)
+    with torch.no_grad():  # no gradient wanted: nothing attached
+        assert cd.odeint(f, torch.ones(2, dtype=DT), t, method="rk4").shape == (3, 2)
 
 
 def test_inference_mode_does_not_poison_later_training_solves():

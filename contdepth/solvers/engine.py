@@ -35,6 +35,14 @@ def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: St
     return outs
 
 
+def _state_at(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: State, tau: float) -> State:
+    """The state at time ``tau`` in the step ``rec`` (as :func:`_emit` gives an output there)."""
+    if close(tau, rec.t_next):
+        return end
+    value = stepper.interpolate(y, y1, dense, rec.h, (tau - rec.t) / rec.h)
+    return value if rec.project is None else rec.project(value)
+
+
 def replay(term: Term, stepper: Stepper, rec: StepRecord, y: State, state: tuple) -> tuple[State, tuple, list[State]]:
     """Recompute an accepted step exactly as :func:`march` took it (projection included):
     (y1, state1, outputs)."""
@@ -50,7 +58,9 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
           counts: StepCounts, *, on_step: Callable[[StepRecord, State, tuple], None] | None = None,
           inject: Callable[[float, State], State] | None = None,
           check_finite: bool = False,
-          project: Callable[[State], State] | None = None) -> tuple[list[State], State]:
+          project: Callable[[State], State] | None = None,
+          stop_when: Callable[[float, float, Callable[[float], State]], bool] | None = None,
+          ) -> tuple[list[State], State]:
     """Integrate from (t0, y0) to t1: (the states at ``out_times`` (monotone, in [t0, t1]), y(t1)).
 
     ``on_step(record, y, state)``: called for every accepted step with its start (checkpointing
@@ -65,6 +75,10 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
     projected dense output of the unprojected step; y0 itself is not projected. An adaptive step
     is judged by the error estimate of the unprojected step. Its result is checked once (first
     step): the same structure, shapes, dtypes and devices, else a ValueError.
+    ``stop_when(t, t_next, at)``: called after every accepted step from t to t_next, with ``at(tau)``
+    the state at any tau in [t, t_next] (the step's dense output, as outputs inside a step); True
+    ends the march there: it returns the outputs up to t_next and the step's end (a terminal
+    event: :mod:`contdepth.solvers.events` finds the event time inside that step with ``at``).
     """
     d = 1 if t1 > t0 else -1
     outs: list[State | None] = [None] * len(out_times)
@@ -94,6 +108,8 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
             on_step(rec, y, state)
         for (i, _), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense, end)):
             outs[i] = value
+        if stop_when is not None and stop_when(t, t_next, lambda tau: _state_at(stepper, rec, y, y1, dense, end, tau)):
+            return outs[:k], end
         if inject is not None:
             end = inject(t_next, end)
         if rec.refresh:
