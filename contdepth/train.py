@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from .control.emsa import EMSA
+from .control.fitting import TRAINERS, MSATrainer, VarProTrainer, make_trainer
+from .control.varpro import GaussNewtonVarPro
 from .errors import CheckpointError, check_positive_int
 from .io import torch_save_atomic, write_json_atomic
 
@@ -253,18 +256,24 @@ def _train_epoch(net: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, op
         xb, yb = xb.to(device), yb.to(device)
         if transform is not None:
             xb, yb = transform(xb, yb)
-        optimizer.zero_grad(set_to_none=True)
-        out = net(xb)
-        loss = loss_fn(out, yb)
-        reg = regularizer() if regularizer is not None else None
-        total = loss + reg if reg is not None else loss
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss {total.item()} at epoch {progress.epoch + 1}, "
-                                     f"step {progress.steps + 1}")
-        total.backward()
-        if clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        optimizer.step()
+        if isinstance(optimizer, (VarProTrainer, MSATrainer)):
+            loss, reg, out = optimizer.train_step(xb, yb)
+            if not torch.isfinite(loss + reg):
+                raise FloatingPointError(f"non-finite loss {(loss + reg).item()} at epoch {progress.epoch + 1}, "
+                                         f"step {progress.steps + 1}")
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            out = net(xb)
+            loss = loss_fn(out, yb)
+            reg = regularizer() if regularizer is not None else None
+            total = loss + reg if reg is not None else loss
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite loss {total.item()} at epoch {progress.epoch + 1}, "
+                                         f"step {progress.steps + 1}")
+            total.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, clip_grad_norm)
+            optimizer.step()
         for project in projections:
             project()
         if batch_scheduler is not None:
@@ -287,8 +296,10 @@ def _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_ev
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable(output, target) -> scalar tensor")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not (isinstance(optimizer, (torch.optim.Optimizer, GaussNewtonVarPro, EMSA))
+            or (isinstance(optimizer, str) and optimizer in TRAINERS)):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, one of {list(TRAINERS)}, a "
+                        f"contdepth.control.GaussNewtonVarPro or EMSA, got {optimizer!r}")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -307,7 +318,7 @@ def fit(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     train_data: Data,
     *,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | str | GaussNewtonVarPro | EMSA,
     epochs: int,
     batch_size: int | None = None,
     regularizer: Callable[[], Tensor] | None = None,
@@ -346,6 +357,15 @@ def fit(
     ``eval_loss`` (if ``eval_data``), ``epoch_wall_s``, plus ``wall_s`` (sum over all epochs, including
     those before a resume), ``epochs_run_now``, ``resumed_from_epoch``, ``steps``,
     ``train_images`` (samples seen per epoch over all ranks).
+
+    ``optimizer="gn"``: Gauss-Newton with variable projection (:class:`~contdepth.control.GaussNewtonVarPro`,
+    default settings; pass an instance ``GaussNewtonVarPro(model[:-1], model[-1], ...)`` for others) on
+    ``model = nn.Sequential(*features, nn.Linear head)`` with ``loss_fn`` the cross-entropy; each batch is
+    one Gauss-Newton step, ``train_reg`` its pRegTh + pRegW. ``optimizer="msa"``: E-MSA
+    (:class:`~contdepth.control.EMSA`, or an instance on the model's field) on ``model =
+    nn.Sequential(*pre, ODEBlock(field), *post)`` whose only trainable parameters are the field's
+    control knots. Both refuse ``regularizer``, ``clip_grad_norm``, ``scheduler`` and distributed runs
+    (``ValueError`` naming the option).
     """
     _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_every, clip_grad_norm, regularizer,
                     transform)
@@ -356,6 +376,10 @@ def fit(
         _check_data(eval_data, "eval_data")
 
     rank, world = _dist()
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = make_trainer(optimizer, model, loss_fn, unsupported={
+            "regularizer": regularizer, "clip_grad_norm": clip_grad_norm, "scheduler": scheduler,
+            "distributed training (world size)": world if world > 1 else None})
     device = _device(model)
     net: nn.Module = model
     if world > 1 and not isinstance(model, nn.parallel.DistributedDataParallel):

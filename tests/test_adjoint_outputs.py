@@ -313,6 +313,27 @@ def test_non_finite_y_alone_is_an_error():
         y1.backward()
 
 
+FINITE_A = r"^the adjoint backward solve \(\w+\) gave non-finite parameter gradients with a finite adjoint state"
+ADAPTIVE_START = (r"^the adjoint backward solve failed: the derivative f\(t0, y0\) at the start \(t0 = 1.0\) is "
+                  "not finite")
+
+
+@pytest.mark.parametrize("method,kw,match", [
+    ("euler", {"steps": 4}, FINITE_A), ("rk4", {"steps": 4}, FINITE_A),
+    ("dopri5", {"rtol": 1e-6, "atol": 1e-8}, ADAPTIVE_START),
+    ("dopri5", {"rtol": 1e-6, "atol": 1e-8, "adjoint_options": {"norm": "seminorm"}}, FINITE_A)])
+def test_non_finite_parameter_gradient_alone_is_an_error(method, kw, match):
+    """f = sqrt(c) y with c = 0: df/dy = 0 keeps y and a finite, df/dc = y / (2 sqrt(c)) is infinite.
+    The quadrature (fixed tableaux), the augmented solve (dopri5: its step-size control sees the
+    infinite rate at once) and the seminorm solve (which does not look at it) all refuse to return it."""
+    c = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    y1 = cd.solve(lambda t, y: torch.sqrt(c) * y, y0, t0=0.0, t1=1.0, method=method, gradient="adjoint",
+                  adjoint_params=[c], **kw).y1
+    with pytest.raises(cd.SolverError, match=match):
+        y1.sum().backward()
+
+
 def test_stepper_evaluating_more_stages_than_its_tableau_is_refused():
     """The quadrature of g weights stage i by b_i: a stepper whose evaluations do not match its
     tableau would get the wrong parameter gradient, so the backward pass refuses it."""

@@ -365,15 +365,18 @@ def test_valid_factors_at_their_bounds_are_accepted():
 
 @pytest.mark.parametrize("case", ["h below half an ulp of t", "non-finite h"])
 def test_a_first_step_that_cannot_advance_t_is_a_solver_error(case):
-    """A proposal with t + h == t (first_step 2^-53 at t = 1: 1 - 2^-53 would still differ from 1) or a
-    non-finite one (f non-finite at t0) fails before any step, naming t, h, rtol and atol."""
+    """A proposal with t + h == t (first_step 2^-53 at t = 1: 1 - 2^-53 would still differ from 1) fails
+    before any step, naming t, h, rtol and atol; f non-finite at t0 (nan or inf) fails naming f(t0, y0)."""
     if case == "non-finite h":
-        f, options, h = (lambda t, y: y * math.nan), {}, "nan"
-    else:
-        f, options, h = (lambda t, y: -y), {"first_step": 2.0 ** -53}, repr(2.0 ** -53)
+        for bad in (math.nan, math.inf):
+            with pytest.raises(cd.SolverError, match=r"^the derivative f\(t0, y0\) at the start \(t0 = 1.0\) is "
+                                                      "not finite: no step size can be chosen$"):
+                cd.odeint(lambda t, y: y * bad, _v(1.0), _v(1.0, 2.0), method="dopri5", rtol=1e-6, atol=1e-8)
+        return
     with pytest.raises(cd.SolverError) as err:
-        cd.odeint(f, _v(1.0), _v(1.0, 2.0), method="dopri5", rtol=1e-6, atol=1e-8, options=options)
-    assert str(err.value).startswith(f"step size underflow at t=1.0 (h={h}, rtol=1e-06, atol=1e-08): ")
+        cd.odeint(lambda t, y: -y, _v(1.0), _v(1.0, 2.0), method="dopri5", rtol=1e-6, atol=1e-8,
+                  options={"first_step": 2.0 ** -53})
+    assert str(err.value).startswith(f"step size underflow at t=1.0 (h={2.0 ** -53!r}, rtol=1e-06, atol=1e-08): ")
 
 
 def test_max_num_steps_counts_attempts():

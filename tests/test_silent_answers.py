@@ -165,3 +165,11 @@ def test_subpackages_are_reachable_from_the_top_level():
             "[getattr(cd, m) for m in ('physics', 'data', 'analysis', 'train', 'plot', 'lift', 'io', 'models')]; "
             "assert callable(cd.physics.fokker_planck_1d)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_adaptive_solve_with_non_finite_derivative_at_the_start_is_a_solver_error():
+    """The first-step rule divides by the norm of f(t0, y0): a non-finite one is a SolverError naming
+    it, never a ZeroDivisionError."""
+    with pytest.raises(cd.SolverError, match=r"^the derivative f\(t0, y0\) at the start \(t0 = 0.0\) is not finite"):
+        cd.solve(lambda t, y: y / torch.zeros_like(y), torch.ones(2, dtype=torch.float64), t0=0.0, t1=1.0,
+                 method="dopri5")

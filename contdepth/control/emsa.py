@@ -90,3 +90,16 @@ class EMSA:
                 objective.backward(inputs=self.inner.param_groups[0]["params"])
             self.inner.step()
         return pmp.loss.detach()
+
+    def state_dict(self) -> dict:
+        """The inner optimizer's state (Adam's moments carry over) and the settings ``rho``, ``inner_steps``."""
+        return {"inner": self.inner.state_dict(), "rho": self.rho, "inner_steps": self.inner_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s inner optimizer state; ValueError if the settings differ."""
+        if not isinstance(state, dict) or set(state) != {"inner", "rho", "inner_steps"}:
+            raise ValueError(f"state must be an EMSA.state_dict(), got {type(state).__name__}")
+        if (state["rho"], state["inner_steps"]) != (self.rho, self.inner_steps):
+            raise ValueError(f"state has rho={state['rho']}, inner_steps={state['inner_steps']}; this EMSA has "
+                             f"rho={self.rho}, inner_steps={self.inner_steps}")
+        self.inner.load_state_dict(state["inner"])

@@ -225,6 +225,11 @@ class _Adjoint(torch.autograd.Function):
                 "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
                 "contracts forward and expands backward), or the loss gradient is not finite; "
                 "use gradient='checkpoint' or more steps")
+        if not all_finite(tuple(p)):
+            raise SolverError(
+                f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) gave non-finite "
+                "parameter gradients with a finite adjoint state: the field's derivative with respect to a "
+                "parameter is not finite on the trajectory (e.g. sqrt(theta) at theta = 0)")
         return (None, None, *leaves(a), *p)
 
 

@@ -179,8 +179,11 @@ class _AdaptiveController:
         """Hairer, Norsett & Wanner II.4 (torchdiffeq's _select_initial_step), never past t1."""
         f0 = state[0] if stepper.fsal else term(t0, y0, self.direction)
         scaled = lambda v: [x / (self.spec.atol + self.spec.rtol * y.abs()) for x, y in zip(leaves(v), leaves(y0))]
-        rms = lambda v: max(float(x.pow(2).mean().sqrt()) for x in v)
+        rms = lambda v: max(float(x.pow(2).mean().sqrt()) for x in v[:self.norm_leaves])  # the seminorm too
         d0, d1 = rms(scaled(y0)), rms(scaled(f0))
+        if not math.isfinite(d0 + d1):
+            raise SolverError(f"the {'state' if not math.isfinite(d0) else 'derivative f(t0, y0)'} at the start "
+                              f"(t0 = {t0}) is not finite: no step size can be chosen")
         h0 = min(1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1, span)
         y_probe = [y + self.direction * h0 * f for y, f in zip(leaves(y0), leaves(f0))]
         f1 = term(t0 + self.direction * h0, rebuild(y0, y_probe), self.direction)
