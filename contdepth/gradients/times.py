@@ -114,7 +114,9 @@ def at_event(term: Term, event: Callable[[torch.Tensor, State], torch.Tensor], t
         f = leaves(term(t_event, detach(y_event), -direction))
     with torch.enable_grad():
         t_in, y_in = t_y.clone().requires_grad_(True), detach(y_event, True)
-        grads = torch.autograd.grad(event(t_in, y_in), [t_in, *leaves(y_in)], allow_unused=True)
+        c = event(t_in, y_in)
+        wrt = [t_in, *leaves(y_in)]
+        grads = torch.autograd.grad(c, wrt, allow_unused=True) if c.requires_grad else [None] * len(wrt)
     slope = sum(((0.0 if g is None else g) * x).sum() for g, x in zip(grads, [torch.ones_like(t_y), *f]))
     if float(slope) == 0.0:
         raise SolverError(f"event_fn touches zero without crossing at t = {t_event} (dg/dt + dg/dy . f = 0): "
