@@ -8,11 +8,14 @@ import torch
 
 @dataclass
 class StepCounts:
-    """Work done in one direction of a solve."""
+    """Work done in one direction of a solve. ``jacobians`` and ``linear_solves`` count the
+    Jacobians df/dy and the Newton linear solves of implicit methods (0 for explicit ones)."""
 
     nfe: int = 0
     accepted_steps: int = 0
     rejected_steps: int = 0
+    jacobians: int = 0
+    linear_solves: int = 0
 
 
 @dataclass

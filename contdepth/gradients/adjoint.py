@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from typing import Callable
 
 import torch
 
@@ -55,6 +56,23 @@ class AdjointTerm(Term):
             grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
         n = len(leaves(y_in))
         return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
+
+    @property
+    def counts(self):
+        """The wrapped term's counters (an implicit stepper adds its Jacobians and solves there)."""
+        return self.term.counts
+
+    def coupled_drift(self, t: float, side: int, state) -> tuple[int, Callable]:
+        """(2 n, fn) for an implicit stepper: the first 2 n tensors of (y, a, g) (n those of y) are
+        all that the drift depends on, and fn(y + a) = (f, -a^T df/dy) as :mod:`torch.func` can
+        differentiate (its Jacobian in y, a is exact, second derivatives of f included)."""
+        y, a, _ = state
+        n = len(leaves(y))
+
+        def fn(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+            f, pull = torch.func.vjp(lambda z: self.term(t, z, side), rebuild(y, parts[:n]))
+            return leaves(f) + [-x for x in leaves(pull(rebuild(a, parts[n:]))[0])]
+        return 2 * n, fn
 
 
 class QuadratureAdjointTerm(Term):

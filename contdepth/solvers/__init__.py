@@ -7,6 +7,9 @@ from .base import Controller, Stepper, StepRecord
 from .controllers import Adaptive, FixedGrid
 from .engine import AdjointConfig, Problem, march, replay
 from .multistep import LinearTwoStep
+from .implicit import (IMPLICIT_STEPPERS, TRBDF2, SDIRK2, GaussLegendre4, GaussLegendre6, ImplicitEuler,
+                       ImplicitMidpoint, ImplicitRungeKutta, Kvaerno3, Kvaerno5, RadauIIA3, RadauIIA5, Trapezoid)
+from .implicit_tableau import IMPLICIT_TABLEAUX, ImplicitTableau
 from .rk import RungeKutta
 from .symplectic import Leapfrog, SymplecticEuler
 from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
@@ -14,7 +17,7 @@ from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, Butch
 FIXED_STEP = {name: t for name, t in TABLEAUX.items() if not t.adaptive}
 ADAPTIVE = {name: t for name, t in TABLEAUX.items() if t.adaptive}
 STEPPERS = {**{name: functools.partial(RungeKutta, t) for name, t in TABLEAUX.items()},
-            "symplectic_euler": SymplecticEuler, "leapfrog": Leapfrog}
+            "symplectic_euler": SymplecticEuler, "leapfrog": Leapfrog, **IMPLICIT_STEPPERS}
 METHODS = tuple(STEPPERS)
 
 
@@ -33,4 +36,6 @@ def get_stepper(method: object):
 
 __all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "AdjointConfig", "Problem", "march", "replay", "LinearTwoStep", "RungeKutta", "SymplecticEuler", "Leapfrog", "STEPPERS", "ButcherTableau", "EULER",
            "MIDPOINT", "RK4", "BOSH3", "DOPRI5", "TSIT5", "TABLEAUX", "FIXED_STEP", "ADAPTIVE", "METHODS",
-           "get_stepper"]
+           "get_stepper", "ImplicitRungeKutta", "ImplicitTableau", "IMPLICIT_TABLEAUX", "IMPLICIT_STEPPERS",
+           "ImplicitEuler", "ImplicitMidpoint", "Trapezoid", "RadauIIA3", "RadauIIA5", "GaussLegendre4",
+           "GaussLegendre6", "SDIRK2", "TRBDF2", "Kvaerno3", "Kvaerno5"]
