@@ -349,8 +349,8 @@ def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, at
 
     Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
     (the last step shortened; states between steps by linear interpolation). Unlike torchdiffeq,
-    an unknown option is an error. ``t`` may require grad: dL/dt_i = <dL/dy_i, f(t_i, y_i)>, and
-    t_0 also moves the start, dL/dt_0 = -<dL/dy0 - dL/dy_0, f(t_0, y0)>
+    an unknown option is an error. ``t`` may require grad: ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>``,
+    and t_0 also moves the start, ``dL/dt_0 = -<dL/dy0 - dL/dy_0, f(t_0, y0)>``
     (:mod:`contdepth.gradients.times`).
 
     ``event_fn(t, y)`` (a tensor): solve from t[0] (``t = [t0, t1]``, t1 only gives the direction)

@@ -7,10 +7,10 @@ outputs y_i = y(t_i) of dy/dt = f(t, y), y(t_0) = y0, and a loss L with dL/dy_i 
     dL/dt_0 = -<a(t_0) - ybar_0, f(t_0, y0)>        (moving the start shifts the whole solution),
 
 with a(t_0) = dL/dy0 (torchdiffeq's adjoint gives the same). Two identities carry them:
-:func:`start` passes y0 through and gives t_0 the gradient -<g, f(t_0, y0)> of what the solve's
+:func:`start` passes y0 through and gives t_0 the gradient ``-<g, f(t_0, y0)>`` of what the solve's
 gradient method returns for y0 (g = a(t_0) - ybar_0, since an output at t_0 is y0 itself, not a
 result of the solve), and :func:`outputs` passes the stacked outputs through and gives each t_i
-<ybar_i, f(t_i, y_i)> (for i = 0 that is the ybar_0 term above). The gradient method only ever
+``<ybar_i, f(t_i, y_i)>`` (for i = 0 that is the ybar_0 term above). The gradient method only ever
 sees float times, so this works the same for backprop, checkpoint, adjoint and reversible.
 
 These are the gradients of the exact flow evaluated at the computed states: for a fixed-step
@@ -34,7 +34,7 @@ from .common import counting
 
 
 def _inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """sum over leaves of <a, b> (in the first leaf's dtype)."""
+    """sum over leaves of ``<a, b>`` (in the first leaf's dtype)."""
     return sum((x * y).sum() for x, y in zip(a, b))
 
 
@@ -81,7 +81,7 @@ class _Outputs(torch.autograd.Function):
 
 
 def start(term: Term, counts: StepCounts, y0: State, t0: float, direction: int, t0_tensor: torch.Tensor) -> State:
-    """y0 itself, with dL/dt_0 = -<g, f(t_0, y0)> for the gradient g that reaches y0 through the solve
+    """y0 itself, with ``dL/dt_0 = -<g, f(t_0, y0)>`` for the gradient g that reaches y0 through the solve
     (f seen from the side of travel, ``direction``; evaluations counted in ``counts``)."""
     ys = _Start.apply(term, counts, y0, t0, direction, t0_tensor, *leaves(y0))
     return rebuild(y0, ys)
@@ -89,7 +89,7 @@ def start(term: Term, counts: StepCounts, y0: State, t0: float, direction: int, 
 
 def outputs(term: Term, counts: StepCounts, like: State, stacked: tuple[torch.Tensor, ...], out_times: tuple[float, ...],
             t_out: torch.Tensor, t0: float, direction: int) -> tuple[torch.Tensor, ...]:
-    """The stacked outputs themselves, with dL/dt_i = <ybar_i, f(t_i, y_i)> for ``t_out`` (a tensor of
+    """The stacked outputs themselves, with ``dL/dt_i = <ybar_i, f(t_i, y_i)>`` for ``t_out`` (a tensor of
     ``len(out_times)`` times; f at t_i seen from where the solve came: behind t_i, ahead at t_0)."""
     sides = tuple(direction if close(t, t0) else -direction for t in out_times)
     return _Outputs.apply(term, counts, like, out_times, sides, t_out, *stacked)
