@@ -97,3 +97,20 @@ def test_unsupported_combinations_are_errors_naming_the_option():
         run(gn, optimizer=cd.control.GaussNewtonVarPro(other[:-1], other[-1]))
     with pytest.raises(ValueError, match="must be built on this model's field"):
         run(msa, optimizer=cd.control.EMSA(msa[1].field, method="rk4"))
+
+
+def test_emsa_state_dict_round_trip_and_mismatch():
+    field = _msa_model()[1].field
+    opt = cd.control.EMSA(field, lr=0.05, rho=2.0, inner_steps=2, method="euler")
+    (X, y), _ = _data()
+    lift = cd.lift.ZeroAugment(3)
+    opt.step(lift(X), lambda psi: F.softplus(psi[:, 2]).mean())
+    state = opt.state_dict()
+    again = cd.control.EMSA(field, lr=0.05, rho=2.0, inner_steps=2, method="euler")
+    again.load_state_dict(state)
+    exp_avg = lambda o: [o.inner.state[p]["exp_avg"] for p in o.inner.param_groups[0]["params"]]
+    assert all(torch.equal(a, b) for a, b in zip(exp_avg(opt), exp_avg(again)))
+    with pytest.raises(ValueError, match="rho=2.0, inner_steps=2; this EMSA has rho=1.0"):
+        cd.control.EMSA(field, rho=1.0, inner_steps=2, method="euler").load_state_dict(state)
+    with pytest.raises(ValueError, match="state must be an EMSA.state_dict"):
+        again.load_state_dict({"inner": {}})

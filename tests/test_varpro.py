@@ -133,6 +133,13 @@ def test_gauss_newton_matrix_is_j_transpose_d_j_plus_the_regulariser_hessian():
     assert torch.linalg.eigvalsh(gn).min() > -1e-12  # positive semi-definite
 
 
+def test_damping_adds_a_multiple_of_the_identity():
+    features, head, x, labels = _net(2)
+    plain = GaussNewtonVarPro(features, head).gn_matvec(x, labels, v := torch.randn(45, dtype=torch.float64))
+    damped = GaussNewtonVarPro(features, head, damping=0.5).gn_matvec(x, labels, v)
+    assert (damped - plain - 0.5 * v).abs().max() < 1e-15
+
+
 def test_gauss_newton_decreases_the_objective_monotonically():
     features, head, x, labels = _net(3)
     opt = GaussNewtonVarPro(features, head, alpha_theta=1e-3, alpha_w=1e-3, cg_iters=15)
@@ -155,6 +162,9 @@ def test_gauss_newton_decreases_the_objective_monotonically():
     ({"cg_tol": 2.0}, "cg_tol must be"),
     ({"cg_iters": 0}, "cg_iters must be"),
     ({"armijo": 0.7}, "armijo must be"),
+    ({"newton_tol": 0.0}, "newton_tol must be"),
+    ({"newton_iters": 0}, "newton_iters must be"),
+    ({"damping": -1.0}, "damping must be"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, match):
     features, head, _, _ = _net()

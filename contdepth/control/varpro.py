@@ -141,7 +141,8 @@ class GaussNewtonVarPro:
 
         H v = J_Y^T [dPhi^2/dY^2 (J_Y v)] + A v,   dPhi^2/dY^2 u = (1/B) Wt^T (diag(p_n) - p_n p_n^T) Wt u_n,
 
-    (Wt = W* without its bias column, A the Hessian of R), matrix-free by :meth:`linearise`: J_Y v by double backward and J_Y^T w by reverse mode through the solve; then an Armijo line search
+    (Wt = W* without its bias column, A the Hessian of R), matrix-free by :meth:`linearise`: J_Y v
+    by double backward and J_Y^T w by reverse mode through the solve; then an Armijo line search
     J(theta + t s) <= J(theta) + ``armijo`` t grad J . s, t = 1, 1/2, ... (at most ``backtracks``
     halvings; none accepted: theta is kept and ``last["step_size"]`` = 0). The head is set to
     W*(theta) after every step, so ``head(features(x))`` is the trained network. ``newton_tol``,
@@ -168,7 +169,8 @@ class GaussNewtonVarPro:
         self.cg_tol = _number("cg_tol", cg_tol, low=0.0, strict=True, high=1.0)
         self.damping = _number("damping", damping, low=0.0, strict=False)
         self.armijo = _number("armijo", armijo, low=0.0, strict=True, high=0.5)
-        self.newton_tol, self.newton_iters = newton_tol, newton_iters
+        self.newton_tol = None if newton_tol is None else _number("newton_tol", newton_tol, low=0.0, strict=True)
+        self.newton_iters = check_positive_int("newton_iters", newton_iters)
         self.smoothed = [(f"{prefix}.{name}" if prefix else name, module.grid.dt)
                          for prefix, module in features.named_modules() if isinstance(module, ControlledField)
                          for name in module.control_names]
