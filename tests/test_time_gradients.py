@@ -167,3 +167,23 @@ def test_sde_times_that_require_grad_are_still_an_error():
     with pytest.raises(NotImplementedError, match="t1 requires grad.*stochastic"):
         cd.sdesolve(lambda t, y: -y, torch.ones(2, dtype=DT), noise=lambda t, y: 0.1 * y, steps=4, t0=0.0,
                     t1=torch.tensor(1.0, dtype=DT, requires_grad=True), seed=0)
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint", "adjoint"])
+def test_controlled_field_with_jumps_matches_central_differences(gradient):
+    """Piecewise-constant theta (knots at 0.25, 0.5, 0.75): dopri5 stops on the knots, so the solve
+    is smooth in t0 and t1 and the flow formula matches central differences. (A fixed grid that
+    straddles a knot is not: moving its ends moves the straddling step across the jump, an O(1)
+    change of its derivative, which the flow formula leaves out.)"""
+    torch.manual_seed(0)
+    field = cd.fields.DenseResidual(3, cd.ControlGrid(0.0, 1.0, n=4)).to(DT)
+    y0 = torch.randn(5, 3, dtype=DT)
+    loss = lambda a, b: (cd.solve(field, y0, t0=a, t1=b, method="dopri5", gradient=gradient, **TIGHT).y1 ** 2).sum()
+    t0 = torch.tensor(0.1, dtype=DT, requires_grad=True)
+    t1 = torch.tensor(0.8, dtype=DT, requires_grad=True)
+    got = torch.stack(torch.autograd.grad(loss(t0, t1), (t0, t1)))
+    eps = 1e-5
+    with torch.no_grad():
+        fd = torch.stack([(loss(t0 + eps, t1) - loss(t0 - eps, t1)) / (2 * eps),
+                          (loss(t0, t1 + eps) - loss(t0, t1 - eps)) / (2 * eps)])
+    torch.testing.assert_close(got, fd, rtol=1e-7, atol=1e-8)
