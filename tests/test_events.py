@@ -197,6 +197,8 @@ def test_errors():
         cd.odeint(f, y0, torch.tensor([0.0, 1.0, 2.0], dtype=DT), event_fn=lambda t, y: y - 0.5)
     with pytest.raises(ValueError, match="event_fn is zero at t0"):
         cd.odeint(f, y0, t, event_fn=lambda t, y: y - 1.0)
+    with pytest.raises(ValueError, match=r"event_fn\(t0, y0\) must be finite"):
+        cd.odeint(f, y0, t, event_fn=lambda t, y: y / 0.0)
     with pytest.raises(TypeError, match="event_fn.*floating tensor"):
         cd.odeint(f, y0, t, event_fn=lambda t, y: 1)
     with pytest.raises(SolverError, match="max_num_steps"):  # decay never reaches -1

@@ -87,8 +87,8 @@ def start(term: Term, counts: StepCounts, y0: State, t0: float, direction: int, 
     return rebuild(y0, ys)
 
 
-def outputs(term: Term, counts: StepCounts, like: State, stacked: tuple[torch.Tensor, ...], out_times: tuple[float, ...],
-            t_out: torch.Tensor, t0: float, direction: int) -> tuple[torch.Tensor, ...]:
+def outputs(term: Term, counts: StepCounts, like: State, stacked: tuple[torch.Tensor, ...],
+            out_times: tuple[float, ...], t_out: torch.Tensor, t0: float, direction: int) -> tuple[torch.Tensor, ...]:
     """The stacked outputs themselves, with ``dL/dt_i = <ybar_i, f(t_i, y_i)>`` for ``t_out`` (a tensor of
     ``len(out_times)`` times; f at t_i seen from where the solve came: behind t_i, ahead at t_0)."""
     sides = tuple(direction if close(t, t0) else -direction for t in out_times)

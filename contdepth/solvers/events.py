@@ -39,9 +39,12 @@ def event_signs(event_fn: EventFn, t0: torch.Tensor, y0: State) -> torch.Tensor:
                         f"{type(c0).__name__ if not isinstance(c0, torch.Tensor) else c0.dtype}")
     if c0.numel() == 0:
         raise ValueError("event_fn(t, y) returned an empty tensor: there is no event to look for")
+    if not bool(torch.isfinite(c0).all()):
+        raise ValueError(f"event_fn(t0, y0) must be finite, got {c0.tolist()}")
     signs = torch.sign(c0.detach()).flatten()
     if not bool((signs != 0).all()):
-        raise ValueError(f"event_fn is zero at t0 = {float(t0)} (entries {torch.nonzero(signs == 0).flatten().tolist()}): "
+        zeros = torch.nonzero(signs == 0).flatten().tolist()
+        raise ValueError(f"event_fn is zero at t0 = {float(t0)} (entries {zeros}): "
                          "the start is not before the event; start elsewhere or shift event_fn")
     return signs
 
