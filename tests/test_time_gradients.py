@@ -187,3 +187,20 @@ def test_controlled_field_with_jumps_matches_central_differences(gradient):
         fd = torch.stack([(loss(t0 + eps, t1) - loss(t0 - eps, t1)) / (2 * eps),
                           (loss(t0, t1 + eps) - loss(t0, t1 - eps)) / (2 * eps)])
     torch.testing.assert_close(got, fd, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("times", [[0.2, 0.5, 1.3], [1.3, 0.6, -0.2]], ids=["forward", "backward"])
+def test_time_gradients_match_torchdiffeq_adjoint(times):
+    """torchdiffeq's odeint_adjoint differentiates t the same way (its adjoint integrates the time
+    gradients along): same numbers to the solver tolerance."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    k = torch.tensor(0.7, dtype=DT, requires_grad=True)
+    w = torch.tensor([[0.5, 1.0], [-2.0, 0.3], [1.5, -1.0]], dtype=DT)
+    out = {}
+    for name, adjoint in (("cd", cd.odeint_adjoint), ("torchdiffeq", torchdiffeq.odeint_adjoint)):
+        t = torch.tensor(times, dtype=DT, requires_grad=True)
+        y0 = torch.tensor([1.0, 2.0], dtype=DT, requires_grad=True)
+        ys = adjoint(_forced(k), y0, t, adjoint_params=(k,), **TIGHT)
+        out[name] = torch.autograd.grad((w * ys ** 2).sum(), (t, y0, k))
+    for a, b in zip(out["cd"], out["torchdiffeq"]):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-8)

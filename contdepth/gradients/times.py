@@ -104,7 +104,8 @@ def at_event(term: Term, event: Callable[[torch.Tensor, State], torch.Tensor], t
         d y(t*)/dtheta = dy/dtheta + f(t*, y) dt*/dtheta
 
     for any theta the solve or g depends on (y0, t0, the field's and g's parameters); the values
-    are t_event (in y's dtype) and y_event themselves. A tangential crossing (zero denominator) is a
+    are t_event (in y's dtype) and y_event themselves. First derivatives only: the denominator
+    is taken as a constant. A tangential crossing (zero denominator) is a
     SolverError."""
     first = leaves(y_event)[0]
     t_y = torch.tensor(t_event, dtype=first.dtype, device=first.device)
