@@ -14,14 +14,16 @@ from .gradients import GRADIENTS
 from .gradients.times import TimeTensors, at_event, with_time_grads
 from .solution import Solution, SolverStats
 from .solvers import Adaptive, FixedGrid, get_stepper
+from .solvers.controllers import StepCallbacks
 from .solvers import AdjointConfig, Problem
 from .solvers.events import EventFn, locate_event
 from .terms import as_term
-from .timetol import slack
+from .timetol import close, slack
 from .tree import State, all_finite, leaves, rebuild
 
-FIXED_OPTIONS = ("step_size",)
-ADAPTIVE_OPTIONS = ("first_step", "max_num_steps", "jump_t", "safety", "ifactor", "dfactor", "beta")
+FIXED_OPTIONS = ("step_size", "grid_constructor", "perturb")
+ADAPTIVE_OPTIONS = ("first_step", "max_num_steps", "jump_t", "safety", "ifactor", "dfactor", "beta", "min_step",
+                    "max_step", "norm")
 NORMS = ("default", "seminorm")
 RTOL, ATOL = 1e-6, 1e-8  # solve's tolerances for adaptive methods when none are given
 
@@ -109,6 +111,52 @@ def _check_options(options: dict | None, allowed: Sequence[str], what: str) -> d
     return dict(options)
 
 
+def _constructed_grid(grid_constructor: Callable, func: Callable, y0: State, t: tuple[float, ...], t0: float,
+                      t1: float) -> tuple[float, ...]:
+    """The step ends ``grid_constructor(func, y0, t)`` returns (t: a float64 tensor of ``t``), checked:
+    1-D, strictly monotone from t0 to t1 (its ends within rounding of t0 and t1, then set to them)."""
+    if not callable(grid_constructor):
+        raise TypeError(f"options['grid_constructor'] must be callable as grid_constructor(func, y0, t) -> times, "
+                        f"got {type(grid_constructor).__name__}")
+    t_tensor = torch.tensor(t, dtype=torch.float64, device=leaves(y0)[0].device)
+    grid = grid_constructor(func, y0, t_tensor)
+    if isinstance(grid, torch.Tensor) and grid.dim() != 1:
+        raise ValueError(f"options['grid_constructor'] must return a 1-D sequence of times, got shape "
+                         f"{tuple(grid.shape)}")
+    times = list(_floats(grid))
+    d = 1 if t1 > t0 else -1
+    if len(times) < 2 or not all(math.isfinite(s) for s in times) or any(
+            d * (b - a) <= 0 for a, b in zip(times, times[1:])):
+        raise ValueError(f"options['grid_constructor'] must return finite times strictly "
+                         f"{'in' if d > 0 else 'de'}creasing from t0 to t1, got {times}")
+    if not (close(times[0], t0) and close(times[-1], t1)):
+        raise ValueError(f"options['grid_constructor'] must return times from t0 = {t0} to t1 = {t1}, got "
+                         f"{times[0]} .. {times[-1]}")
+    times[0], times[-1] = t0, t1
+    return tuple(times)
+
+
+def _adjoint_norm(choice: object, forward: Callable | None) -> Callable | None:
+    """The norm of the adjoint's backward error control (None: the controller's RMS rule).
+    ``choice`` callable: it gets the scaled error of the augmented state as a flat tuple of
+    tensors (y, a = dL/dy, dL/dtheta). "default"/"seminorm" with a callable forward ``norm``: as
+    torchdiffeq, max(norm(y), norm(a), RMS of each dL/dtheta tensor), the last left out by the seminorm."""
+    if callable(choice):
+        return lambda augmented: choice(tuple(leaves(augmented)))
+    check_choice("adjoint_options['norm']", choice, NORMS)
+    if forward is None:
+        return None
+
+    def augmented_norm(augmented: State) -> float:
+        y, a, *rest = augmented
+        sizes = [abs(float(forward(y))), abs(float(forward(a)))]
+        if choice != "seminorm":
+            sizes += [float(x.pow(2).mean().sqrt()) for x in leaves(tuple(rest))]
+        return max(sizes)
+
+    return augmented_norm
+
+
 def _floats(values) -> list[float]:
     return [float(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
 
@@ -180,29 +228,43 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     if adjoint_options and gradient != "adjoint":
         raise ValueError(f"adjoint_options are for gradient='adjoint', got gradient={gradient!r}")
     norm = adjoint_options.pop("norm", "default")
-    check_choice("adjoint_options['norm']", norm, NORMS)
+    back_norm = _adjoint_norm(norm, options.get("norm"))
     jump_t = _floats(options.pop("jump_t", ()))
     back_jumps = _floats(adjoint_options.pop("jump_t", ()))
-    params = None if adjoint_params is None else list(adjoint_params)
-    term = as_term(func, y0, params=params, jump_t=jump_t, declare_jumps=declare_jumps,
-                   probe_t=None if gradient == "backprop" else t0)
-    term.check_state(y0)
-    term.check_interval(t0, t1)
+    perturb = options.pop("perturb", False)
+    if not isinstance(perturb, bool):
+        raise TypeError(f"options['perturb'] must be True or False, got {perturb!r}")
 
     def where_steps_end(spec: dict, r: float, a: float):
         if adaptive:
             return Adaptive(r, a, **spec)
         if steps is not None and spec:
-            raise ValueError(f"give steps or options['step_size'], not both (got steps={steps}, options={spec})")
+            raise ValueError(f"give steps or options['step_size'] / options['grid_constructor'], not both "
+                             f"(got steps={steps}, options={spec})")
+        if "step_size" in spec and "grid_constructor" in spec:
+            raise ValueError("options['step_size'] and options['grid_constructor'] are mutually exclusive")
         if "step_size" in spec:
             return FixedGrid.from_step_size(t0, t1, _positive("options['step_size']", spec["step_size"]))
+        if "grid_constructor" in spec:
+            return FixedGrid(_constructed_grid(spec["grid_constructor"], func, y0,
+                                               (t0, t1) if grid_times is None else grid_times, t0, t1))
         if steps is not None:
             return FixedGrid.uniform(t0, t1, steps)
         return FixedGrid(grid_times)
 
-    if not adaptive and steps is None and grid_times is None and "step_size" not in options:
-        raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N or "
-                         "options={'step_size': h}")
+    if not adaptive and steps is None and grid_times is None and not {"step_size", "grid_constructor"} & set(options):
+        raise ValueError(f"method={getattr(stepper, 'name', method)!r} is fixed-step: give steps=N, "
+                         "options={'step_size': h} or options={'grid_constructor': fn}")
+    fixed_grid = where_steps_end(options, rtol, atol) if perturb else None
+    if perturb and isinstance(func, ControlledField):
+        raise ValueError("options['perturb'] is for a plain func(t, y); a ControlledField already reads theta from "
+                         "the side of the step each stage belongs to")
+    params = None if adjoint_params is None else list(adjoint_params)
+    # perturb: every step end is a jump of f, so a stage there sees f from inside its step (one ulp in)
+    term = as_term(func, y0, params=params, jump_t=jump_t + (list(fixed_grid.times) if perturb else []),
+                   declare_jumps=declare_jumps, probe_t=None if gradient == "backprop" else t0)
+    term.check_state(y0)
+    term.check_interval(t0, t1)
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
     term.counts = stats.forward
     if event_fn is not None:  # find the event without a graph, then solve to it under the gradient method
@@ -210,7 +272,8 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
         t1, event = locate_event(term, stepper, Adaptive(rtol, atol, **options) if adaptive else step_size, y0, t0,
                                  1 if t1 > t0 else -1, event_fn, stats.forward)
         out_times = (t0, t1)
-    grid = where_steps_end(options, rtol, atol)
+    grid = (fixed_grid if fixed_grid is not None and fixed_grid.times[-1] == t1
+            else where_steps_end(options, rtol, atol)).with_callbacks(StepCallbacks.of(func))
     if gradient == "adjoint" and isinstance(stepper, torch.nn.Module) and any(
             p.requires_grad for p in stepper.parameters()):
         raise ValueError(f"gradient='adjoint' does not differentiate a stepper's own parameters "
@@ -223,11 +286,13 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     if gradient == "adjoint" and getattr(back_stepper, "adaptive", False) != adaptive:
         raise ValueError(f"adjoint_method={adjoint_method!r} must be {'adaptive' if adaptive else 'fixed-step'} "
                          f"like method={getattr(stepper, 'name', method)!r}")
-    back_grid = grid if not adaptive else Adaptive(
+    back_grid = (grid if not adaptive else Adaptive(
         rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol),
-        atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol), **adjoint_options)
+        atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol),
+        **{**adjoint_options, "norm": back_norm})).with_callbacks(StepCallbacks.of(func, "_adjoint"))
     problem = Problem(term, stepper, grid, t0, t1, out_times, stats,
-                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm", jumps=tuple(back_jumps)),
+                      AdjointConfig(back_stepper, back_grid, seminorm=norm == "seminorm" and back_norm is None,
+                                    jumps=tuple(back_jumps)),
                       project)
     stacked = with_time_grads(GRADIENTS[gradient], problem, y0, times)
     ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
