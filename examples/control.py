@@ -93,7 +93,8 @@ def main() -> None:
     results["emsa"] = run("E-MSA", model, msa, cfg["msa_iters"], None, data, test, progress)
     models["emsa"] = model
 
-    labels = {"adam": "Adam (epochs of 4 mini-batches)", "gn_varpro": "GN-VarPro (full-batch iterations)",
+    batches = -(-len(data[1]) // cfg["batch_size"])
+    labels = {"adam": f"Adam (epochs of {batches} mini-batches)", "gn_varpro": "GN-VarPro (full-batch iterations)",
               "emsa": "E-MSA (full-batch iterations)"}
     cplot.save(cplot.curves({labels[k]: r["train_loss"] for k, r in results.items()}, log=True, xlabel="epoch",
                             ylabel="train cross entropy", title="peaks: training as optimal control"),
