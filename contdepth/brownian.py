@@ -1,106 +1,127 @@
-"""A reproducible Brownian path queried by interval: ``bm(s, t) = W(t) - W(s)``.
+"""A reproducible Brownian path: ``bm(s, t) = W(t) - W(s)``, and every increment of a grid at once.
 
-W on [t0, t1], T = t1 - t0, is built by the Levy-Ciesielski (Brownian bridge) construction on
-the dyadic tree of the interval: W(t0) = 0, W(t1) = sqrt(T) Z, and the midpoint m of a node
-[a, b] of level l (width T 2^-l) is W(m) = (W(a) + W(b)) / 2 + sqrt(T 2^-l) / 2 Z_lk, every Z
-a standard normal drawn from a generator seeded by (seed, l, k) alone. The tree is grown on
-demand, only as deep as a query needs: W at t0 + k T 2^-j (k odd) costs the uncached nodes on
-the way down to it, at most j (a uniform grid of 2^m steps: one new node per step); any other
-t is the linear interpolation between its two neighbours on the grid t0 + k T 2^-L, L =
-``levels`` (default and maximum 32), found by descending the L levels. Each node is computed by
-the same arithmetic from its parents whatever was queried before (the cache only saves work),
-so W is one fixed function of t for a given seed, bit for bit: the increments of any grid sum
-to those of a coarser one, a refined solve converges pathwise, and a gradient method's backward
-pass sees exactly the forward pass's noise.
+W on [t0, t1], T = t1 - t0, u = (t - t0) / T, is the Levy-Ciesielski (Brownian bridge) series to
+depth L = ``levels`` (default 20, at most 32), its last level replaced by the bridge's standard
+deviation:
 
-W is exact Brownian motion on the grid t0 + k T 2^-L, and the increment over any [s, t] has
-variance t - s - e with 0 <= e <= T 2^-L / 2 (e = 0 when s and t are grid points): on a grid
-of N steps at most the fraction N 2^-(L+1) of the step's variance, 1.2e-5 at N = 10^5 with
-L = 32 (with L = 16 an increment of that grid loses about half its variance: a lower ``levels``
-is cheaper, and right only for steps far above T 2^-L). Why interpolate below T 2^-32 rather
-than descend to float64 resolution:
+    W(t) = sqrt(T) Z_0 u + sum_{l<L} sqrt(T 2^-l) / 2 tent(r_l) Z_(2^l + k_l)
+                         + sqrt(T 2^-L) sqrt(r_L (1 - r_L)) Z_(2^L + k_L),
 
-* seeds. torch's CPU generator (mt19937) keeps 32 bits of a seed. The 2^32 normals of the
-  depth-32 tree, numbered 2^l + k (the root's: 0), are seeded by a bijection of that number
-  keyed by all 64 bits of ``seed``, so no two nodes of a path share normals; a deeper tree would
-  have more nodes than seeds.
-* continuity. Times that name one grid point up to rounding (a step's t + h and the next grid
-  time differ by an ulp) get W within about 1e-11 sqrt(T) of each other; a path exact to float
-  resolution would differ by the square root of an ulp, about 1e-8 sqrt(T).
-* cost. On a grid of N steps whose points are not of the form t0 + k T 2^-m, a query costs about
-  L - log2(N) new nodes, one seeded normal and one bridge update each; float resolution would
-  add some 20 more.
+k_l = floor(2^l u) the node of level l holding t, r_l = 2^l u - k_l its place in the node,
+tent(r) = 1 - |2 r - 1|. The first two terms are the dyadic bridge construction (W(t1) =
+sqrt(T) Z_0; the midpoint of a node [a, b] of level l is (W(a) + W(b)) / 2 + sqrt(T 2^-l) / 2 Z),
+exact Brownian motion on the grid t0 + k T 2^-L and linear between its points. The last term
+is the Brownian bridge left inside the cell of width T 2^-L: at one time it has the bridge's
+law, so every W(t) has variance t - t0, and W is exact Brownian motion (joint law included) on
+any set of times no two of which share a cell, in particular on every grid of at most 2^L equal
+steps (2^20 = 1,048,576 by default). Two times inside one cell get the same Z_(2^L + k): below
+T 2^-L the path is continuous but not Brownian (a finer grid needs a larger ``levels``). A time
+within 8 ulps of max(|t0|, |t1|) of a grid point is that point (a grid time up to rounding).
 
-The normals are drawn in float32 for every dtype (the same path, to float32 rounding, in float32
-and float64). Two different seeds give the same normals to a given pair of nodes with probability
-2^-32 (the generator's seed space): draw an ensemble of paths as one path with a batch dimension
-in ``shape``, not as many seeds.
+The normals are a pure function of (seed, node, component): Philox4x32-10 (Salmon et al.,
+"Parallel random numbers: as easy as 1, 2, 3", SC 2011) keyed by the 64 bits of ``seed`` (low
+word first), counter (node mod 2^32, b, node div 2^32, 0) for components 4b .. 4b + 3, its output
+words (w0, w1, w2, w3) made normals by Box-Muller in float64: r cos(2 pi v), r sin(2 pi v) with
+r = sqrt(-2 ln((w0 + 1/2) 2^-32)), v = w1 2^-32, then the same from (w2, w3) (|Z| <= 6.66: the
+tail beyond has probability 3e-11). Counter-based, the generator gives the normals of any set of
+nodes in one vectorised call, in torch integer operations (int64 products wrap modulo 2^64,
+which the known-answer tests check). W is summed in float64 for every dtype and rounded once
+to the path's dtype: a float32 path is the float64 path to float32 rounding.
 
-torchsde 0.2.6's default ``BrownianInterval`` is not a fixed function of t: two of one entropy,
-one queried on 16 steps and one on 256, give 16 increments that differ by up to 1.7 (64 x 2
-state); with ``halfway_tree=True`` they agree. ``python benchmarks/sde.py`` times increment
-queries against it.
+Cost: W at P times is one vectorised pass, about 180 tensor operations per 2^14 normals, over
+the nodes of the top levels (fewer than 2P) and one node per time for each deeper level that a
+time needs (a dyadic time t0 + k T 2^-j, k odd, needs none below level j): on a grid of N equal
+steps, about L + 2 - log2(N) normals per component and step. :meth:`BrownianPath.increments`
+takes all increments of a grid in one such pass; ``sdesolve`` calls it once per solve.
+
+W is one function of t: the same (seed, levels, times) give the same values whatever else was
+queried, in which order or in which batch (on CPU bit for bit: each W(t) adds the same products
+in the same order), so the increments of a fine grid sum to those of a coarser grid on the same
+times to float rounding (of the sum).
 """
 from __future__ import annotations
 
 import math
-from collections import deque
+from typing import Sequence
 
 import torch
 
 from .timetol import slack
 
-_MASK = (1 << 64) - 1
 _MAX_LEVELS = 32
-# measured: a cached float32 point of 2 elements costs ~670 bytes of RSS (tensor and storage
-# objects, dict entry), nearly all of it on top of its data
-_POINT_OVERHEAD_BYTES = 660
+_DEFAULT_LEVELS = 20
+_MASK32 = 0xFFFFFFFF
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)   # multipliers of counter words 0 and 2
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)   # the key's increments (Weyl sequence) between rounds
+_PHILOX_ROUNDS = 10
+# normals per pass: bounds a batch's memory, and keeps every tensor operation below torch's parallel
+# grain (32,768 elements): measured, two threads on two loaded cores made a batch several times slower
+_CHUNK = 1 << 14
 
 
-def _mix(x: int) -> int:
-    """splitmix64's finaliser: a bijective scramble of a 64-bit integer."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
+def philox4x32(counter: torch.Tensor, key: tuple[int, int],
+               rounds: int = _PHILOX_ROUNDS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Philox4x32-``rounds`` of ``counter`` (int64, shape (4, n), words in [0, 2^32)) under ``key``
+    (two 32-bit words); returns the four output words, each of shape (n,). Round: (c0, c1, c2, c3) ->
+    (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), then k += (W0, W1) mod 2^32."""
+    if counter.dtype != torch.int64 or counter.dim() != 2 or counter.shape[0] != 4:
+        raise TypeError(f"counter must be an int64 tensor of shape (4, n), got {counter.dtype} {tuple(counter.shape)}")
+    c0, c1, c2, c3 = (word.clone() for word in counter)
+    p0, p2 = torch.empty_like(c0), torch.empty_like(c2)
+    k0, k1 = key
+    for _ in range(rounds):
+        torch.mul(c0, _PHILOX_M[0], out=p0)                 # products wrap modulo 2^64: low 64 bits exact
+        torch.mul(c2, _PHILOX_M[1], out=p2)
+        torch.bitwise_right_shift(p2, 32, out=c0).bitwise_and_(_MASK32).bitwise_xor_(c1).bitwise_xor_(k0)
+        torch.bitwise_right_shift(p0, 32, out=c2).bitwise_and_(_MASK32).bitwise_xor_(c3).bitwise_xor_(k1)
+        c1, p2 = p2.bitwise_and_(_MASK32), c1
+        c3, p0 = p0.bitwise_and_(_MASK32), c3
+        k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
+    return c0, c1, c2, c3
 
 
-def _mix32(x: int) -> int:
-    """murmur3's 32-bit finaliser: a bijective scramble of a 32-bit integer."""
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
-    return x ^ (x >> 16)
+def philox_normals(nodes: torch.Tensor, blocks: int, key: tuple[int, int]) -> torch.Tensor:
+    """Standard normals of shape (len(nodes), 4 blocks), float64: entries 4b .. 4b + 3 of row i
+    come from counter (nodes[i], b, 0, 0) of Philox4x32-10 under ``key``: r0 cos, r0 sin, r1 cos,
+    r1 sin of Box-Muller on its words (w0, w1) and (w2, w3) (module docstring)."""
+    count = nodes.numel() * blocks
+    counter = torch.zeros(4, nodes.numel(), blocks, dtype=torch.int64, device=nodes.device)
+    counter[0] = (nodes & _MASK32)[:, None]
+    counter[1] = torch.arange(blocks, dtype=torch.int64, device=nodes.device)
+    counter[2] = (nodes >> 32)[:, None]
+    c0, c1, c2, c3 = philox4x32(counter.view(4, count), key)
+    u = torch.stack((c0, c2), dim=1).to(torch.float64).mul_(2.0 ** -32).add_(2.0 ** -33)
+    radius = u.log_().mul_(-2.0).sqrt_()
+    angle = torch.stack((c1, c3), dim=1).to(torch.float64).mul_(2 * math.pi * 2.0 ** -32)
+    return torch.stack((torch.cos(angle).mul_(radius), torch.sin(angle).mul_(radius)), dim=2).view(nodes.numel(), 4 * blocks)
 
 
 class BrownianPath:
     """W(t) on [t0, t1] of shape ``shape`` (independent components), fixed by ``seed``.
 
     ``bm(s, t)`` is W(t) - W(s) for any s, t in [t0, t1] (either order); ``bm(t)`` is W(t),
-    W(t0) = 0. ``seed``: an int in [-2^63, 2^64), taken modulo 2^64 as ``torch.manual_seed``
-    does; ``None`` draws one from torch's global generator (so ``torch.manual_seed`` makes it
-    reproducible). ``levels``: the depth L of the dyadic tree, 1 to 32; W is exact on the grid
-    t0 + k (t1 - t0) 2^-L and linear between its points (see the module docstring for the
-    variance this costs an increment). ``cache_bytes`` bounds the memory of the computed points
-    kept for reuse. The same seed gives the same path on every call and whatever the query
-    times; paths on different devices are different draws.
+    W(t0) = 0; ``bm.increments(times)`` all W(times[i+1]) - W(times[i]) in one vectorised call.
+    ``seed``: an int in [-2^63, 2^64), taken modulo 2^64 as ``torch.manual_seed`` does (all 64 bits
+    key the generator); ``None`` draws one from torch's global generator (so ``torch.manual_seed``
+    makes it reproducible). ``levels``: the depth L of the series, 1 to 32; W is exact Brownian
+    motion on any times in distinct cells of width (t1 - t0) 2^-L, every grid of up to 2^L equal
+    steps (module docstring). The same seed gives the same path on every call, whatever the query
+    times.
     """
 
     def __init__(self, t0: float, t1: float, shape: torch.Size | tuple[int, ...], *, seed: int | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 levels: int = _MAX_LEVELS, cache_bytes: int = 1 << 26) -> None:
+                 levels: int = _DEFAULT_LEVELS) -> None:
         t0, t1 = float(t0), float(t1)
         if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
             raise ValueError(f"BrownianPath needs finite t0 < t1, got t0={t0}, t1={t1}")
         if not isinstance(shape, (tuple, list, torch.Size)) or not all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
             raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
-        if not dtype.is_floating_point:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= _MAX_LEVELS:
-            raise ValueError(f"levels must be an int in [1, {_MAX_LEVELS}] (torch's CPU generator takes 32-bit "
-                             f"seeds: 2^32 tree nodes is the most that get one each), got {levels!r}")
+            raise ValueError(f"levels must be an int in [1, {_MAX_LEVELS}], got {levels!r}")
         if seed is None:
             seed = int(torch.randint(0, 2 ** 62, ()).item())
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -110,90 +131,98 @@ class BrownianPath:
         self.t0, self.t1, self.shape = t0, t1, torch.Size(shape)
         self.seed, self.dtype, self.levels = seed, dtype, levels
         self.device = torch.device("cpu" if device is None else device)
-        self._generator = torch.Generator(device=self.device)
-        key = _mix(seed & _MASK)
-        self._keys = (key & 0xFFFFFFFF, key >> 32)
-        self._top = 1 << levels
-        self._scale = [math.sqrt((t1 - t0) / 2 ** level) / 2 for level in range(levels)]
+        unsigned = seed % 2 ** 64
+        self._key = (unsigned & _MASK32, unsigned >> 32)
+        self._width = self.shape.numel()
+        self._top = float(1 << levels)
         self._snap = 8 * 2.0 ** -52 * max(abs(t0), abs(t1)) / (t1 - t0) * self._top
-        node_bytes = self.shape.numel() * torch.finfo(dtype).bits // 8 + _POINT_OVERHEAD_BYTES
-        self._cache_points = max(64, cache_bytes // node_bytes)
-        self._points: dict[int, torch.Tensor] = {}
-        self._order: list[deque[int]] = [deque() for _ in range(levels)]  # cached points, per level, oldest first
-        self._z = torch.empty(self.shape, dtype=torch.float32, device=self.device)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        level = torch.arange(levels + 1, dtype=torch.int64, device=self.device)
+        self._shift = levels - level                                   # level-L cells per node of level l
+        self._first = torch.ones_like(level) << level                  # node number of (l, 0): 2^l
+        self._cells = torch.ldexp(torch.ones(levels + 1, **f64), -self._shift)   # 2^-(L - l)
+        self._scale = torch.tensor([math.sqrt((t1 - t0) / 2 ** j) / 2 for j in range(levels + 1)], **f64)
+        self._blocks = max(1, -(-self._width // 4))                    # counters per node
+        root = philox_normals(torch.zeros(1, dtype=torch.int64, device=self.device), self._blocks, self._key)
+        self._w1 = math.sqrt(t1 - t0) * root[0, :self._width]
         self._last: tuple[float, torch.Tensor | None] = (math.nan, None)
-        self._w0 = torch.zeros(self.shape, dtype=dtype, device=self.device)
-        self._w1 = (math.sqrt(t1 - t0) * self._normal(0)).to(dtype)
 
     def __repr__(self) -> str:
         return (f"BrownianPath(t0={self.t0}, t1={self.t1}, shape={tuple(self.shape)}, seed={self.seed}, "
                 f"dtype={self.dtype}, device={self.device}, levels={self.levels})")
 
-    def _normal(self, node: int) -> torch.Tensor:
-        """Z of tree node ``node`` (0: the root's W(t1); 2^l + k: node k of level l), seeded by a
-        keyed bijection of ``node`` on 32 bits (distinct nodes, distinct seeds). Drawn in float32
-        for every dtype of the path (cheaper than float64, the same path for every dtype), into
-        a buffer that the next draw overwrites; the bridge adds it to the path's dtype."""
-        self._generator.manual_seed(_mix32(node ^ self._keys[0]) ^ self._keys[1])
-        return self._z.normal_(generator=self._generator)
+    def _positions(self, times: Sequence[float]) -> torch.Tensor:
+        """(t - t0) / T 2^L for each time (float64), a time within the snap of a grid point made
+        that point; a ValueError names a time outside [t0, t1] (beyond the time tolerance)."""
+        lo, hi = self.t0 - slack(self.t0), self.t1 + slack(self.t1)
+        for t in times:
+            if not lo <= t <= hi:
+                raise ValueError(f"BrownianPath is defined on [{self.t0}, {self.t1}]; queried at t = {t}")
+        x = torch.tensor(times, dtype=torch.float64, device=self.device)
+        x = x.sub_(self.t0).div_(self.t1 - self.t0).clamp_(0.0, 1.0).mul_(self._top)
+        nearest = (x + 0.5).to(torch.int64).to(torch.float64)
+        return torch.where((x - nearest).abs() <= self._snap, nearest, x)
 
-    def _descend(self, x2: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """W at the ends of the tree interval that stops the descent towards x2 / 2 (in units of
-        T 2^-L from t0): the point itself if x2 is even (both ends), the level-L cell around it if
-        x2 is odd. Each new midpoint m of a node [a, b] of level l is (W(a) + W(b)) / 2 +
-        sqrt(T 2^-l) / 2 Z (points cached; an evicted one is recomputed, the same, on the next
-        descent through it)."""
-        a, b, wa, wb = 0, self._top, self._w0, self._w1
-        if x2 in (0, 2 * b):
-            return (wa, wa) if x2 == 0 else (wb, wb)
-        points = self._points
-        for level in range(self.levels):
-            m = (a + b) >> 1
-            wm = points.get(m)
-            if wm is None:
-                wm = torch.lerp(wa, wb, 0.5).add_(self._normal((1 << level) + (a >> (self.levels - level))),
-                                                  alpha=self._scale[level])
-                points[m] = wm
-                self._order[level].append(m)
-                if len(points) > self._cache_points:
-                    self._evict()
-            if x2 == 2 * m:
-                return wm, wm
-            if x2 < 2 * m:
-                b, wb = m, wm
-            else:
-                a, wa = m, wm
-        return wa, wb
+    def _values(self, x: torch.Tensor) -> torch.Tensor:
+        """W (float64, shape (len(x), numel)) at positions x in [0, 2^L] (units of T 2^-L): the
+        series of the module docstring, its terms added level by level in order, the root last.
+        The nodes of the top d levels (2^d - 1 < 2 len(x) of them) are drawn once as a table;
+        below, each level that some time needs (a nonzero tent) gets one node per time."""
+        points, levels, blocks = x.numel(), self.levels + 1, self._blocks
+        cell = x.to(torch.int64).clamp_(0, int(self._top) - 1)       # floor (x >= 0)
+        frac = x - cell                                                 # in [0, 1]; 1 only at t1
+        node = cell[:, None] >> self._shift                             # k_l, shape (P, L + 1)
+        inside = (cell[:, None] - (node << self._shift)).double().add_(frac[:, None]).mul_(self._cells)
+        weight = (1.0 - (2.0 * inside - 1.0).abs()).mul_(self._scale)  # sqrt(T 2^-l)/2 tent
+        weight[:, -1] = (frac * (1.0 - frac)).pow_(0.5).mul_(2 * self._scale[-1])   # sqrt(T 2^-L theta (1 - theta))
+        node += self._first                                             # node numbers 2^l + k_l
+        dense = min(levels, points.bit_length())
+        table = philox_normals(torch.arange(1, 1 << dense, device=self.device), blocks, self._key)
+        w = torch.zeros(points, 4 * blocks, dtype=torch.float64, device=self.device)
+        for level in range(dense):
+            w += table.index_select(0, node[:, level] - 1).mul_(weight[:, level, None])
+        deep = [dense + int(i) for i in weight[:, dense:].any(0).nonzero()]
+        if deep:
+            node, weight = node[:, deep], weight[:, deep]
+            step = max(1, _CHUNK // (len(deep) * 4 * blocks))
+            for start in range(0, points, step):
+                rows = slice(start, start + step)
+                z = philox_normals(node[rows].flatten(), blocks, self._key).view(-1, len(deep), 4 * blocks)
+                z.mul_(weight[rows, :, None])
+                for i in range(len(deep)):
+                    w[rows] += z[:, i]
+        return w[:, :self._width].add_(x.div(self._top)[:, None] * self._w1)
 
-    def _evict(self) -> None:
-        """Drop the oldest cached point of the deepest level that has one: a point of level l serves
-        the queries within T 2^-l of it, so the top of the tree, which every descent crosses, stays."""
-        for order in reversed(self._order):
-            if order:
-                del self._points[order.popleft()]
-                return
-
-    def _value(self, t: float) -> torch.Tensor:
-        """W(t): exact on the grid t0 + k T 2^-L, linear between its points (a time within 8 ulps of
-        max(|t0|, |t1|) of a grid point is that point: a grid time up to rounding)."""
-        if not (self.t0 - slack(self.t0) <= t <= self.t1 + slack(self.t1)):
-            raise ValueError(f"BrownianPath is defined on [{self.t0}, {self.t1}]; queried at t = {t}")
-        x = min(max((t - self.t0) / (self.t1 - self.t0), 0.0), 1.0) * self._top
-        i = round(x)
-        if abs(x - i) <= self._snap:
-            return self._descend(2 * i)[0]
+    def _one(self, t: float) -> torch.Tensor:
+        """W(t) in float64, flat; the last one kept (along a grid, a step's start is the previous end)."""
         if self._last[0] != t:
-            i = math.floor(x)
-            wa, wb = self._descend(2 * i + 1)
-            self._last = (t, torch.lerp(wa, wb, x - i))
-        return self._last[1]  # the end of one step is the start of the next
+            self._last = (t, self._values(self._positions([t]))[0])
+        return self._last[1]
 
     def __call__(self, s: float, t: float | None = None) -> torch.Tensor:
         """W(t) - W(s); with one argument, W(s) - W(t0)."""
         if t is None:
-            return self._value(float(s)).clone()
-        ws = self._value(float(s))  # s first: along a grid, the previous query's t
-        return self._value(float(t)) - ws
+            return self._one(float(s)).to(self.dtype, copy=True).reshape(self.shape)
+        s, t = float(s), float(t)
+        ws = self._one(s).clone()
+        return (self._one(t) - ws).to(self.dtype).reshape(self.shape)
+
+    def increments(self, times: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """W(times[i+1]) - W(times[i]) for every i, shape (len(times) - 1, *shape), from one
+        evaluation of W at all the times (differences taken in float64, then rounded to the
+        path's dtype); ``times`` in [t0, t1], any order."""
+        if isinstance(times, torch.Tensor):
+            if times.dim() != 1 or not times.dtype.is_floating_point:
+                raise TypeError(f"times must be a 1-D sequence of floats, got a tensor of shape "
+                                f"{tuple(times.shape)} and dtype {times.dtype}")
+            times = times.tolist()
+        elif not isinstance(times, (list, tuple)) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
+            raise TypeError(f"times must be a 1-D sequence of floats, got {type(times).__name__}")
+        if len(times) < 2:
+            raise ValueError(f"times must hold at least 2 times (one increment), got {len(times)}")
+        w = self._values(self._positions([float(t) for t in times]))
+        return (w[1:] - w[:-1]).to(self.dtype).reshape(len(times) - 1, *self.shape)
 
     def check_fits(self, t0: float, t1: float, shape: torch.Size, dtype: torch.dtype, device: torch.device,
                    name: str = "bm") -> None:

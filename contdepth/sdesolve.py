@@ -16,8 +16,41 @@ from .solve import check_y0, check_interval_args, output_times
 from .solvers import AdjointConfig, FixedGrid, Problem
 from .solvers.stochastic import SDE_STEPPERS
 from .terms import SDETerm, as_term
+from .timetol import close
 
 SDE_GRADIENTS = ("backprop", "checkpoint", "adjoint")
+
+
+class _GridNoise:
+    """The increments of a path ``bm`` over one grid ``times`` (monotone), drawn in one vectorised
+    call (:meth:`BrownianPath.increments`) and read by interval like the path: (s, t) a step
+    (t_j, t_j+1) of the grid, up to the time tolerance, gives dW_j; the step walked backward
+    (t_j+1, t_j) gives -dW_j (exactly: W(t_j) - W(t_j+1)); any other interval is asked of ``bm``.
+    Every pass over the grid (forward, a checkpoint replay, the adjoint's backward solve) reads
+    the same tensors."""
+
+    def __init__(self, bm: BrownianPath, times: Sequence[float]) -> None:
+        self.bm, self.times = bm, tuple(float(t) for t in times)
+        self.dw = bm.increments(self.times)
+        self._span = self.times[-1] - self.times[0]
+
+    def _index(self, s: float) -> int | None:
+        """j with t_j = s up to the time tolerance, or None."""
+        n = len(self.times) - 1
+        if n < 1 or self._span == 0:
+            return None
+        j = min(max(round((s - self.times[0]) / self._span * n), 0), n)
+        return j if close(s, self.times[j]) else None
+
+    def __call__(self, s: float, t: float) -> torch.Tensor:
+        """W(t) - W(s)."""
+        j = self._index(s)
+        if j is not None:
+            if j + 1 < len(self.times) and close(t, self.times[j + 1]):
+                return self.dw[j].clone()
+            if j > 0 and close(t, self.times[j - 1]):
+                return -self.dw[j - 1]
+        return self.bm(s, t)
 
 
 def check_noise(noise: object) -> float | Callable:
@@ -74,8 +107,9 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     bm: the :class:`~contdepth.brownian.BrownianPath` W (its interval must cover [t0, t1], its
         shape, dtype and device those of y0); else one is made from ``seed`` (None: drawn from
         torch's global generator). The same path whatever ``steps``: refinement converges pathwise.
+        All ``steps`` increments are drawn in one vectorised call before the first step.
     gradient: ``"backprop"``; ``"checkpoint"`` (exact, equal to backprop: each replayed step
-        queries the same increment); ``"adjoint"`` (the backward solve of (y, a, dL/dtheta) on the
+        reads the same increment); ``"adjoint"`` (the backward solve of (y, a, dL/dtheta) on the
         same path, additive noise only: it approaches backprop's gradient as steps grow).
     t_eval: times at which to return states (linear inside a step); default y(t1) only.
     adjoint_params: what checkpoint/adjoint differentiate (default: the trainable parameters of
@@ -102,12 +136,13 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
     params = None if adjoint_params is None else list(adjoint_params)
     probe_t = None if gradient == "backprop" else t0
     drift = as_term(field, y0, params=params, probe_t=probe_t)
-    term = SDETerm(drift, noise, bm, y0, params=params, probe_t=probe_t)
+    grid = FixedGrid.uniform(t0, t1, steps)
+    noisy = callable(noise) or noise > 0
+    term = SDETerm(drift, noise, _GridNoise(bm, grid.times) if noisy else bm, y0, params=params, probe_t=probe_t)
     term.check_state(y0)
     term.check_interval(t0, t1)
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
     term.counts = stats.forward
-    grid = FixedGrid.uniform(t0, t1, steps)
     out_times = output_times(t_eval, t0, t1)
     problem = Problem(term, stepper, grid, t0, t1, out_times, stats, AdjointConfig(stepper, grid))
     ys = GRADIENTS[gradient](problem, y0)[0]

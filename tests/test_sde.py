@@ -53,24 +53,28 @@ def test_brownian_increments_are_independent_normals(n):
     assert abs(z.mean().item()) < 5 / math.sqrt(m)
     assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / m)
     assert abs((z[1:] * z[:-1]).mean().item()) < 5 / math.sqrt(z[1:].numel())
-    w = bm(0.0, 1.3) / math.sqrt(1.3)  # a non-dyadic point: variance still t (to the 2^-16 resolution)
+    w = bm(0.0, 1.3) / math.sqrt(1.3)  # a non-dyadic point: variance t (the bridge term of its cell)
     assert abs(w.var().item() - 1) < 5 * math.sqrt(2 / 20000)
 
 
 def test_brownian_path_is_the_same_in_every_dtype():
-    """The normals are drawn in float32 whatever the path's dtype: float32 and float64 paths of one
-    seed agree to float32 rounding (and an int seed is all it takes to share a path)."""
+    """W is computed in float64 whatever the path's dtype and rounded once: a float32 increment is
+    the float64 one rounded to float32, bit for bit (and an int seed is all it takes to share a path)."""
     p64 = cd.BrownianPath(0.0, 2.0, (50,), seed=7, dtype=F64)
     p32 = cd.BrownianPath(0.0, 2.0, (50,), seed=7, dtype=torch.float32)
     for s, t in [(0.0, 2.0), (0.25, 1.5), (0.3, 0.31)]:
-        torch.testing.assert_close(p32(s, t).double(), p64(s, t), rtol=0, atol=1e-5)
+        assert torch.equal(p32(s, t), p64(s, t).float())
 
 
-def test_brownian_is_linear_below_its_resolution():
-    """With levels = 3 the path is exact at multiples of 1/8 and linear between them."""
+def test_brownian_is_a_bridge_below_its_resolution():
+    """With levels = 3, inside a cell of width 1/8 W is the linear interpolation plus
+    sqrt(theta (1 - theta) / 8) times the cell's one normal: at 0.3 (theta = 0.4) and 0.35
+    (theta = 0.8) of the cell [0.25, 0.375] the residuals are proportional, ratio sqrt(.16 / .24)."""
     bm = cd.BrownianPath(0.0, 1.0, (6,), seed=1, dtype=F64, levels=3)
-    torch.testing.assert_close(bm(0.3), 0.6 * bm(0.25) + 0.4 * bm(0.375), rtol=0, atol=1e-15)
-    assert bm.levels == 3 and not torch.equal(bm(0.25), 2 * bm(0.125))
+    r1 = bm(0.3) - (0.6 * bm(0.25) + 0.4 * bm(0.375))
+    r2 = bm(0.35) - (0.2 * bm(0.25) + 0.8 * bm(0.375))
+    torch.testing.assert_close(r2, r1 * math.sqrt(0.16 / 0.24), rtol=1e-12, atol=1e-15)
+    assert (r1.abs() > 1e-3).all() and bm.levels == 3 and not torch.equal(bm(0.25), 2 * bm(0.125))
 
 
 def test_brownian_bad_input():

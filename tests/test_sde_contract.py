@@ -1,5 +1,6 @@
 """The SDE steppers step by step: which control knot the drift reads in either time direction, the
-Heun corrector's times, dense output inside a step, Milstein under the adjoint, and their errors."""
+Heun corrector's times, dense output inside a step, Milstein under the adjoint, the increments
+each pass reads, and their errors."""
 import pytest
 import torch
 
@@ -82,3 +83,36 @@ def test_an_sde_method_on_an_ode_is_an_error_naming_the_term():
 def test_reprs():
     assert [repr(m()) for m in (EulerMaruyama, Milstein, StochasticHeun)] == [
         "EulerMaruyama()", "Milstein()", "StochasticHeun()"]
+
+
+class _Recording(EulerMaruyama):
+    """Euler-Maruyama that records every (t, h, dW) its steps read."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, torch.Tensor]] = []
+
+    def step(self, term, t, h, y, state):
+        dw = term.increment(t, h)
+        self.seen.append((t, h, (dw[0] if isinstance(dw, tuple) else dw).clone()))  # the adjoint's: (dW, -, -)
+        return super().step(term, t, h, y, state)
+
+
+@pytest.mark.parametrize("gradient", ["checkpoint", "adjoint"])
+def test_backward_passes_read_the_forward_increments(gradient):
+    """The increments are drawn once per solve: a checkpoint replay reads each step's dW bit for bit,
+    the adjoint's backward solve reads -dW of the same step, and both are the path's increments."""
+    torch.manual_seed(0)
+    field = _field()
+    x = torch.randn(3, 2, dtype=DT)
+    bm = cd.BrownianPath(0.0, 1.0, x.shape, seed=4, dtype=DT)
+    stepper = _Recording()
+    cd.sdesolve(field, x, noise=0.3, method=stepper, steps=7, bm=bm, gradient=gradient).y1.sum().backward()
+    forward = {round(t * 7): dw for t, h, dw in stepper.seen[:7] if h > 0}
+    assert len(forward) == 7
+    for j, dw in forward.items():
+        assert torch.equal(dw, bm(j / 7, (j + 1) / 7)), j
+    later = stepper.seen[7:]
+    assert len(later) >= 7
+    for t, h, dw in later:
+        j = round(min(t, t + h) * 7)
+        assert torch.equal(dw, forward[j] if h > 0 else -forward[j]), (t, h)

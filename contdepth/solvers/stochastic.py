@@ -3,9 +3,10 @@ stochastic ResNets), on the engine's stepper protocol.
 
 They integrate an :class:`~contdepth.terms.SDETerm`: the term is the drift f, and it gives the
 diagonal diffusion g (``term.diffusion``) and the Brownian increment of the step
-(``term.increment(t, h)``, W(t + h) - W(t) from a path queried by interval). Because the
-increment is a function of the step alone, replaying a step (checkpoint) or walking the grid
-backward (adjoint) meets the forward pass's noise. Strong orders below are for the error
+(``term.increment(t, h)``, W(t + h) - W(t); ``sdesolve`` draws all increments of its grid in
+one vectorised call and the steps read them). Because the increment is a function of the step
+alone, replaying a step (checkpoint) or walking the grid backward (adjoint) meets the forward
+pass's noise, bit for bit. Strong orders below are for the error
 E|X_N - X(T)| on the same path; the drift sees the knot rule of the Runge-Kutta stepper (a
 stage inside a step: the cell ahead; the step's end: the cell behind).
 """
