@@ -213,7 +213,7 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
                options: dict | None, adjoint_rtol: float | None, adjoint_atol: float | None, adjoint_method,
                adjoint_options: dict | None, adjoint_params, declare_jumps: bool,
                project: Callable[[State], State] | None = None, times: TimeTensors = TimeTensors(),
-               event_fn: EventFn | None = None) -> Solution:
+               event_fn: EventFn | None = None, event_by_t1: bool = False) -> Solution:
     check_choice("gradient", gradient, GRADIENTS)
     if project is not None and (times.t0 is not None or times.outs is not None):
         raise ValueError("times that require grad are not supported with project=: their gradients follow the flow "
@@ -267,11 +267,22 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     term.check_interval(t0, t1)
     stats = SolverStats(method=getattr(stepper, "name", type(stepper).__name__), gradient=gradient)
     term.counts = stats.forward
+    t_event = None
     if event_fn is not None:  # find the event without a graph, then solve to it under the gradient method
-        step_size = _positive("options['step_size']", options["step_size"]) if "step_size" in options else None
-        t1, event = locate_event(term, stepper, Adaptive(rtol, atol, **options) if adaptive else step_size, y0, t0,
-                                 1 if t1 > t0 else -1, event_fn, stats.forward)
-        out_times = (t0, t1)
+        d = 1 if t1 > t0 else -1
+        if adaptive:
+            search = Adaptive(rtol, atol, **options)
+        elif event_by_t1:  # cd.solve: on its own steps, up to t1
+            search = where_steps_end(options, rtol, atol)
+        else:  # odeint: by options['step_size'], without end
+            search = _positive("options['step_size']", options["step_size"]) if "step_size" in options else None
+        t_event, event = locate_event(term, stepper, search, y0, t0, d, event_fn, stats.forward,
+                                      t1=t1 if event_by_t1 else None)
+        if t_event is not None:
+            if isinstance(search, FixedGrid):  # the same steps, the last one ending on t*
+                steps, grid_times = None, tuple(s for s in search.times if d * (t_event - s) > slack(t_event)) + (
+                    t_event,)
+            t1, out_times = t_event, out_times[:-1] + (t_event,)
     grid = (fixed_grid if fixed_grid is not None and fixed_grid.times[-1] == t1
             else where_steps_end(options, rtol, atol)).with_callbacks(StepCallbacks.of(func))
     if gradient == "adjoint" and isinstance(stepper, torch.nn.Module) and any(
@@ -296,18 +307,19 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
                       project)
     stacked = with_time_grads(GRADIENTS[gradient], problem, y0, times)
     ts = torch.tensor(out_times, dtype=torch.float64, device=leaves(y0)[0].device)
-    if event_fn is None:
+    if t_event is None:
         return Solution(ts, rebuild(y0, stacked), stats)
     t_event, y_event = at_event(term, event, t1, rebuild(y0, [x[-1] for x in stacked]), 1 if t1 > t0 else -1)
-    return Solution(ts, rebuild(y0, [torch.stack([x[0], e]) for x, e in zip(stacked, leaves(y_event))]), stats,
-                    event_t=t_event)
+    return Solution(ts, rebuild(y0, [torch.cat([x[:-1], e[None]]) for x, e in zip(stacked, leaves(y_event))]),
+                    stats, event_t=t_event)
 
 
 def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, t0: float | None = None,
           t1: float | None = None, gradient: str = "backprop", rtol: float | None = None,
           atol: float | None = None, t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
           adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
-          declare_jumps: bool = True, project: Callable[[State], State] | None = None) -> Solution:
+          declare_jumps: bool = True, project: Callable[[State], State] | None = None,
+          event_fn: EventFn | None = None) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, from t0 to t1 and return a :class:`Solution`.
 
     func: a :class:`~contdepth.fields.ControlledField` (theta on a control grid) or any callable
@@ -339,8 +351,15 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         a step they are the projected dense output of the unprojected step; y0 is not projected.
         Adaptive methods judge the error of the unprojected step. ``gradient`` ``"backprop"`` or
         ``"checkpoint"`` (exact through the projection); ``"adjoint"`` and ``"reversible"`` raise.
+    event_fn: ``event_fn(t, y)`` (a tensor): end the solve at the first time t* in (t0, t1] where
+        an entry changes sign (as :func:`odeint`'s, located on the solve's own steps); then
+        ``Solution.event_t`` is t* and ``ys`` holds y(t*), both differentiable (implicit function
+        theorem); None if no entry changes sign by t1. Not with ``t_eval``, ``project``, or a
+        ``t1`` that requires grad.
     """
     y0 = check_y0(y0)
+    if event_fn is not None:
+        _check_event_args(event_fn, t1, t_eval, project)
     times = _solve_time_tensors(t0, t1, t_eval)  # their gradients are attached around the float solve
     t0, t1, t_eval = (x.detach() if isinstance(x, torch.Tensor) else x for x in (t0, t1, t_eval))
     t0, t1, control = check_interval_args(func, t0, t1)
@@ -353,7 +372,20 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
                       gradient=gradient, rtol=RTOL if rtol is None else rtol, atol=ATOL if atol is None else atol,
                       options=options, adjoint_rtol=None,
                       adjoint_atol=None, adjoint_method=None, adjoint_options=adjoint_options,
-                      adjoint_params=adjoint_params, declare_jumps=declare_jumps, project=project, times=times)
+                      adjoint_params=adjoint_params, declare_jumps=declare_jumps, project=project, times=times,
+                      event_fn=event_fn, event_by_t1=True)
+
+
+def _check_event_args(event_fn: object, t1: object, t_eval: object, project: object) -> None:
+    """Raise unless ``event_fn`` is callable and comes without t_eval, project, or a t1 requiring grad."""
+    if not callable(event_fn):
+        raise TypeError(f"event_fn must be callable as event_fn(t, y) -> tensor, got {type(event_fn).__name__}")
+    for name, value, why in (("t_eval", t_eval, "the solve ends at the event"),
+                             ("project", project, "the event is located on the unprojected ODE")):
+        if value is not None:
+            raise ValueError(f"event_fn is not supported with {name}: {why}")
+    if wants_grad(t1):
+        raise ValueError("event_fn with a t1 that requires grad: t1 only bounds the event search; detach it")
 
 
 def _solve_time_tensors(t0: object, t1: object, t_eval: object) -> TimeTensors:

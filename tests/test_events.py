@@ -208,3 +208,70 @@ def test_errors():
     with pytest.raises(SolverError, match="touches zero without crossing"):  # a step in t: dg/dt = 0 at t*
         cd.odeint(f, torch.ones(1, dtype=DT, requires_grad=True), t,
                   event_fn=lambda t, y: torch.where(t < 0.5, 1.0, -1.0) * torch.ones_like(y))
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint", "adjoint"])
+def test_solve_event_under_every_gradient_method(gradient):
+    """cd.solve(event_fn=): Solution.event_t is the landing time and ys holds y(t*), with analytic
+    gradients, under backprop, checkpoint and adjoint."""
+    g = torch.tensor(9.81, dtype=DT, requires_grad=True)
+    y0 = torch.tensor([10.0, 2.0], dtype=DT, requires_grad=True)
+    sol = cd.solve(_ball(g), y0, t0=0.0, t1=4.0, method="dopri5", gradient=gradient, event_fn=lambda t, y: y[0],
+                   **TIGHT)
+    t_exact, v_exact = _ball_event_exact(y0[0], y0[1], g, 0.0)
+    assert sol.ys.shape == (1, 2) and sol.ts.tolist() == [sol.event_t.item()]
+    assert sol.event_t.item() == pytest.approx(t_exact.item(), rel=1e-9)
+    got = torch.autograd.grad(sol.event_t + sol.y1[1], (y0, g))
+    want = torch.autograd.grad(t_exact + v_exact, (y0, g))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_solve_event_reversible_equals_checkpoint():
+    """Leapfrog on the oscillator from (q0, 0): q = q0 cos t first hits 0 at pi/2 whatever q0, so
+    dt*/dq0 = 0 and p(t*) = -q0; the reversible and checkpoint gradients agree."""
+    f = lambda t, y: (y[1], -y[0])
+    grads = {}
+    for gradient in ("checkpoint", "reversible"):
+        q0 = torch.tensor([1.0], dtype=DT, requires_grad=True)
+        sol = cd.solve(f, (q0, torch.zeros(1, dtype=DT)), t0=0.0, t1=3.0, method="leapfrog", steps=300,
+                       gradient=gradient, event_fn=lambda t, y: y[0])
+        assert sol.event_t.item() == pytest.approx(math.pi / 2, abs=1e-4)  # O(h^2), h = 0.01
+        grads[gradient] = torch.autograd.grad(sol.event_t + sol.y1[1].sum(), q0)[0]
+    assert grads["checkpoint"].item() == pytest.approx(-1.0, abs=1e-4)  # dt*/dq0 = 0, dp(t*)/dq0 = -sin(pi/2)
+    torch.testing.assert_close(grads["reversible"], grads["checkpoint"], rtol=1e-10, atol=1e-12)
+
+
+def test_solve_event_on_a_fixed_grid_keeps_the_solve_s_steps():
+    """rk4 with steps=40 on [0, 4]: the solve to t* takes the steps of the grid up to t*, the last
+    one ending on t*: the same as odeint by step_size 0.1."""
+    g = torch.tensor(9.81, dtype=DT)
+    y0 = torch.tensor([10.0, 2.0], dtype=DT)
+    sol = cd.solve(_ball(g), y0, t0=0.0, t1=4.0, method="rk4", steps=40, event_fn=lambda t, y: y[0])
+    t_event, ys = cd.odeint(_ball(g), y0, torch.tensor([0.0, 1.0], dtype=DT), event_fn=lambda t, y: y[0],
+                            method="rk4", options={"step_size": 0.1})
+    assert sol.event_t.item() == pytest.approx(t_event.item(), rel=1e-13)
+    torch.testing.assert_close(sol.y1, ys[1], rtol=1e-12, atol=1e-12)
+    assert sol.stats.forward.accepted_steps == 2 * math.ceil(sol.event_t.item() / 0.1)  # the search, the solve
+
+
+def test_solve_without_event_before_t1_is_the_plain_solve():
+    f = lambda t, y: -y
+    y0 = torch.ones(2, dtype=DT)
+    sol = cd.solve(f, y0, t0=0.0, t1=0.5, method="rk4", steps=4, event_fn=lambda t, y: y - 0.5)  # e^-0.5 > 0.5
+    assert sol.event_t is None
+    assert torch.equal(sol.ys, cd.solve(f, y0, t0=0.0, t1=0.5, method="rk4", steps=4).ys)
+
+
+def test_solve_event_errors():
+    f = lambda t, y: -y
+    y0 = torch.ones(1, dtype=DT)
+    kw = dict(t0=0.0, method="rk4", steps=4)
+    with pytest.raises(ValueError, match="not supported with t_eval"):
+        cd.solve(f, y0, t1=1.0, t_eval=[0.5, 1.0], event_fn=lambda t, y: y - 0.5, **kw)
+    with pytest.raises(ValueError, match="not supported with project"):
+        cd.solve(f, y0, t1=1.0, project=torch.relu, event_fn=lambda t, y: y - 0.5, **kw)
+    with pytest.raises(ValueError, match="t1 only bounds the event search"):
+        cd.solve(f, y0, t1=torch.tensor(1.0, dtype=DT, requires_grad=True), event_fn=lambda t, y: y - 0.5, **kw)
+    with pytest.raises(TypeError, match="event_fn must be callable"):
+        cd.solve(f, y0, t1=1.0, event_fn=0.5, **kw)

@@ -6,9 +6,9 @@ them reaches zero, g(t, y) = min_k sign(c_k(t0, y0)) c_k(t, y). The march
 (:func:`~contdepth.solvers.engine.march`) stops after the first accepted step whose end has
 g <= 0, and t* is found inside that step by bisection on the step's dense output
 (``stepper.interpolate``: linear for fixed-step methods, 4th order for dopri5/tsit5) down to the
-time tolerance of :mod:`contdepth.timetol`. The search runs without a bound in time: fixed-step
+time tolerance of :mod:`contdepth.timetol`. The search of ``odeint`` runs without a bound in time: fixed-step
 methods step by ``step_size`` from t0 (at most ``max_steps`` steps), adaptive ones until their
-``max_num_steps``.
+``max_num_steps``; that of ``solve`` ends at t1, on the solve's own steps.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ..terms import Term, time_tensor
 from ..timetol import close
 from ..tree import State, leaves
 from .base import Stepper
-from .controllers import Adaptive
+from .controllers import Adaptive, FixedGrid
 from .engine import march
 
 EventFn = Callable[[torch.Tensor, State], torch.Tensor]
@@ -76,13 +76,15 @@ class _Ray:
         return True
 
 
-def locate_event(term: Term, stepper: Stepper, steps: Adaptive | float, y0: State, t0: float, direction: int,
-                 event_fn: EventFn, counts: StepCounts, *, project: Callable[[State], State] | None = None,
-                 max_steps: int = 2 ** 20) -> tuple[float, Callable[[torch.Tensor, State], torch.Tensor]]:
+def locate_event(term: Term, stepper: Stepper, steps: Adaptive | FixedGrid | float | None, y0: State, t0: float,
+                 direction: int, event_fn: EventFn, counts: StepCounts, *, t1: float | None = None,
+                 max_steps: int = 2 ** 20) -> tuple[float | None, Callable[[torch.Tensor, State], torch.Tensor]]:
     """(t*, g): the event time (a float past t0 in ``direction``) and the scalar event function g.
-    March from (t0, y0), adaptive under ``steps`` (an :class:`Adaptive`) or by fixed steps of size
-    ``steps``, until g changes sign; then bisect g(tau, y(tau)) on the dense output of that step.
-    No autograd graph is recorded."""
+    March from (t0, y0), adaptive under ``steps`` (an :class:`Adaptive`), on ``steps`` (a
+    :class:`FixedGrid` from t0 to t1) or by fixed steps of size ``steps`` (a float; None is a
+    ValueError naming ``options['step_size']``), until g changes sign; then bisect g(tau, y(tau))
+    on the dense output of that step. ``t1``: look in (t0, t1] only, t* None if g keeps its sign
+    there (None: no end). No autograd graph is recorded."""
     first = leaves(y0)[0]
     at_time = lambda t: time_tensor(t, first.dtype, first.device)
     signs = event_signs(event_fn, at_time(t0), y0)
@@ -102,16 +104,20 @@ def locate_event(term: Term, stepper: Stepper, steps: Adaptive | float, y0: Stat
         found.append(lo + (hi - lo) / 2)
         return True
 
-    horizon = direction * sys.float_info.max
+    horizon = direction * sys.float_info.max if t1 is None else t1
     if isinstance(steps, Adaptive):
         controller = steps.controller(t0, horizon, order=stepper.order, stops=term.jumps())
+    elif isinstance(steps, FixedGrid):
+        controller = steps.controller(t0, horizon)
+    elif steps is None:
+        raise ValueError(f"event_fn with the fixed-step method {getattr(stepper, 'name', stepper)!r} needs "
+                         "options={'step_size': h}: the event is looked for by steps of h from t0")
     else:
-        if steps is None:
-            raise ValueError(f"event_fn with the fixed-step method {getattr(stepper, 'name', stepper)!r} needs "
-                             "options={'step_size': h}: the event is looked for by steps of h from t0")
         controller = _Ray(t0, direction * steps, max_steps)
     with torch.no_grad():
-        march(term, stepper, controller, y0, t0, horizon, (t0,), counts, project=project, stop_when=stop_when)
+        march(term, stepper, controller, y0, t0, horizon, (t0,), counts, stop_when=stop_when)
+    if not found:
+        return None, event
     if close(found[0], t0):
         raise SolverError(f"the event is at t0 = {t0} up to rounding: event_fn changes sign immediately")
     return found[0], event
