@@ -36,7 +36,7 @@ class SolverStats:
 class Solution:
     """``ys[i]`` is the state at ``ts[i]`` (for a tuple state, ``ys`` is a tuple of such stacks);
     ``stats`` fills its backward counts after ``backward()``. ``event_t``: the time of a terminal
-    event (differentiable, in y's dtype; then ``ys`` holds y0 and the state at it), else None."""
+    event (differentiable, in y's dtype; the last of ``ys`` is the state at it), else None."""
 
     ts: torch.Tensor
     ys: torch.Tensor | tuple
