@@ -78,6 +78,9 @@ def test_unsupported_combinations_are_errors_naming_the_option():
         run(gn, optimizer=3)
     with pytest.raises(ValueError, match="loss_fn must be torch.nn.functional.cross_entropy"):
         run(gn, optimizer="gn", loss_fn=lambda out, t: (out ** 2).mean())
+    with pytest.raises(ValueError, match="loss_fn must be torch.nn.functional.cross_entropy"):
+        run(gn, optimizer="gn", loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1))
+    run(gn, optimizer="gn", loss_fn=nn.CrossEntropyLoss())  # the default module is the same loss
     with pytest.raises(ValueError, match=r"regularizer is not supported with optimizer='gn'.*alpha_theta"):
         run(gn, optimizer="gn", regularizer=lambda: torch.zeros(()))
     with pytest.raises(ValueError, match="clip_grad_norm is not supported with optimizer='msa'"):
