@@ -100,9 +100,10 @@ def _jacobian(opt, x, method="rk4"):
     return torch.autograd.functional.jacobian(lambda th: _by_hand(th, x, method), theta).reshape(-1, theta.numel())
 
 
-@pytest.mark.parametrize("method", ["euler", "rk4"])
-def test_jvp_and_vjp_agree_with_the_jacobian(method):
+@pytest.mark.parametrize("method, gradient", [("euler", "backprop"), ("rk4", "backprop"), ("rk4", "checkpoint")])
+def test_jvp_and_vjp_agree_with_the_jacobian(method, gradient):
     features, head, x, _ = _net(1, method)
+    features[2].gradient = gradient
     opt = GaussNewtonVarPro(features, head)
     jac = _jacobian(opt, x, method)
     assert jac.shape == (12 * 3, sum(p.numel() for p in features.parameters()))

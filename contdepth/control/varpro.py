@@ -223,7 +223,9 @@ class GaussNewtonVarPro:
         """(Y, v -> J_Y v, w -> J_Y^T w) at the current theta, from one forward pass through the solve.
 
         J_Y^T w by reverse mode; J_Y v by double backward: g(u) = J_Y^T u is linear in u, and J_Y v =
-        d/du (g(u) . v). Both reuse the graph of the one pass."""
+        d/du (g(u) . v). Both reuse the graph of the one pass. Exact derivatives of the discrete
+        network for ODEBlocks with ``gradient="backprop"`` or ``"checkpoint"``; with ``"adjoint"``
+        they are those of the continuous adjoint (approximate to the solver's accuracy)."""
         params = list(self.params.values())
         with torch.enable_grad():
             y = self._features(x)
