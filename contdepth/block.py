@@ -29,19 +29,41 @@ class ODEBlock(nn.Module):
     (checked at construction, a plain attribute like ``method``); seed 000's block
     ReLU(psi + h D psi) (eq. 26) is ``method="euler"``, ``project=torch.relu`` on the linear
     field D. Not with ``gradient="adjoint"`` or ``"reversible"``.
+
+    ``learn_time=True`` (a field with a control grid [a, b] only) makes the depth a parameter:
+    ``t1`` becomes an ``nn.Parameter`` T (initial value ``t1``, default b) and theta(t) is
+    stretched over [a, T]: the block solves dy/ds = (T - a)/(b - a) F(y, theta(s)) for s in
+    [a, b] (seed 002 eq. 16's time change), so the same ``steps`` cover the longer or shorter
+    interval and dL/dT comes from the same gradient method as the field's parameters.
     """
 
     def __init__(self, field: Callable, *, t0: float | None = None, t1: float | None = None, method="rk4",
                  steps: int | None = None, gradient: str = "backprop", rtol: float | None = None,
-                 atol: float | None = None, project: Callable[[State], State] | None = None) -> None:
+                 atol: float | None = None, project: Callable[[State], State] | None = None,
+                 learn_time: bool = False) -> None:
         super().__init__()
         if not callable(field):
             raise TypeError(f"field must be callable as field(t, y), got {type(field).__name__}")
         if not hasattr(field, "make_term") and (t0 is None or t1 is None):
             raise ValueError(f"t0 and t1 are required for a field without a control grid ({type(field).__name__})")
         check_solver(method, steps=steps, gradient=gradient, rtol=rtol, atol=atol, project=project)
+        if not isinstance(learn_time, bool):
+            raise TypeError(f"learn_time must be a bool, got {type(learn_time).__name__}")
         self.field = field
         self.t0, self.t1 = t0, t1
+        self.learn_time = learn_time
+        if learn_time:
+            if not hasattr(field, "make_term"):
+                raise ValueError(f"learn_time=True stretches theta(t) over [t0, T]: it needs a field with a control "
+                                 f"grid, got {type(field).__name__}")
+            grid = field.grid
+            if t0 is not None and t0 != grid.t0:
+                raise ValueError(f"with learn_time=True the block starts where the control grid does: t0 must be "
+                                 f"None or {grid.t0}, got {t0}")
+            depth = grid.t1 if t1 is None else float(t1)
+            if not depth > grid.t0:
+                raise ValueError(f"t1 must be > t0 = {grid.t0} (the initial depth T), got {t1}")
+            self.t0, self.t1 = None, nn.Parameter(torch.tensor(depth, dtype=torch.get_default_dtype()))
         self.method, self.steps, self.gradient, self.project = method, steps, gradient, project
         self.rtol = RTOL if rtol is None else rtol
         self.atol = ATOL if atol is None else atol
@@ -70,15 +92,37 @@ class ODEBlock(nn.Module):
         self.atol = ATOL if atol is None else atol
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tolerances = {"rtol": self.rtol, "atol": self.atol} if getattr(get_stepper(self.method), "adaptive", False) else {}
-        sol = solve(self.field, x, t0=self.t0, t1=self.t1, method=self.method, steps=self.steps,
-                    gradient=self.gradient, project=self.project, **tolerances)
+        adaptive = getattr(get_stepper(self.method), "adaptive", False)
+        tolerances = {"rtol": self.rtol, "atol": self.atol} if adaptive else {}
+        if self.learn_time:
+            sol = self._stretched(x, adaptive, tolerances)
+        else:
+            sol = solve(self.field, x, t0=self.t0, t1=self.t1, method=self.method, steps=self.steps,
+                        gradient=self.gradient, project=self.project, **tolerances)
         self.stats = sol.stats
         return sol.y1
 
+    def _stretched(self, x: torch.Tensor, adaptive: bool, tolerances: dict):
+        """The solve of ``learn_time``: (T - a)/(b - a) F(y, theta(s)) over the control grid [a, b]."""
+        grid = self.field.grid
+        if not bool(self.t1 > grid.t0):
+            raise ValueError(f"the learned depth T = {self.t1.item()} is not above t0 = {grid.t0}: the block's "
+                             f"interval is empty or reversed (lower the learning rate of t1, or bound it)")
+        field, depth, a, b = self.field, self.t1, grid.t0, grid.t1
+        # theta read from the side of the step each stage belongs to, as the field's own term does:
+        # adaptive steps end on the knots, fixed ones see their ends from inside (perturb)
+        options = ({"jump_t": grid.jumps()} if grid.jumps() else None) if adaptive else {"perturb": True}
+        params = [p for p in field.parameters() if p.requires_grad] + [self.t1]
+        # the scale is recomputed at every evaluation: checkpoint and adjoint differentiate each one anew
+        return solve(lambda t, y: (depth - a) / (b - a) * field(t, y), x, t0=grid.t0, t1=grid.t1, method=self.method,
+                     steps=self.steps if self.steps is not None or adaptive else grid.intervals,
+                     gradient=self.gradient, project=self.project, adjoint_params=params, options=options,
+                     **tolerances)
+
     def extra_repr(self) -> str:
         project = "" if self.project is None else f", project={getattr(self.project, '__name__', self.project)}"
-        return f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}{project}"
+        learn = ", learn_time=True" if self.learn_time else ""
+        return f"method={self.method!r}, steps={self.steps}, gradient={self.gradient!r}{project}{learn}"
 
 
 class SDEBlock(nn.Module):
