@@ -3,6 +3,10 @@ call) against torchsde 0.2.6's ``BrownianInterval`` queried step by step, its de
 ``halfway_tree=True`` (tol 1e-6: its fixed-function-of-t mode), at 1 thread and torch's default.
 
     python benchmarks/brownian.py [--reps N] [--steps 64,100,1000] [--shapes 64x2,4] [--json out.json]
+    python benchmarks/brownian.py --sin-probe
+
+``--sin-probe`` times ``torch.sin`` of 2,048 float64 elements alone at 1 and 2 threads (median of
+41 calls): on a machine whose cores are busy, a call that involves a second thread can stall.
 
 Each round draws a fresh path of each kind (new seed) on [0, 1] and takes all increments of the
 N-step grid; rounds interleave the three, the order reversed every other round. Reported: the
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -59,13 +64,30 @@ def case(steps: int, shape: tuple[int, ...], reps: int) -> dict:
     return row
 
 
+def sin_probe() -> None:
+    """Median microseconds of torch.sin on 2,048 float64 elements, at 1 and 2 threads."""
+    x = torch.rand(2048, dtype=DT)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times = []
+        for _ in range(41):
+            start = time.perf_counter()
+            torch.sin(x)
+            times.append(time.perf_counter() - start)
+        print(f"threads {threads}: torch.sin of 2,048 float64 elements {statistics.median(times) * 1e6:.1f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="timed rounds per case")
     parser.add_argument("--steps", default="64,100,1000", help="comma-separated step counts")
     parser.add_argument("--shapes", default="64x2", help="comma-separated shapes, dimensions joined by x")
     parser.add_argument("--json", help="write the results to this file (atomically)")
+    parser.add_argument("--sin-probe", action="store_true", help="only time torch.sin at 1 and 2 threads")
     args = parser.parse_args()
+    if args.sin_probe:
+        sin_probe()
+        return
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     steps = [int(s) for s in args.steps.split(",")]

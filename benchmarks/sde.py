@@ -8,7 +8,8 @@ dX = 0.5 X dt + 0.8 X dW (diagonal), Euler-Maruyama/Milstein (Ito) and Heun (Str
 64 steps (a power of two: grid points are nodes of contdepth's dyadic path) and 100; a
 stochastic ResNet training step (DenseResidual drift, width 8, additive noise 0.1, batch 64,
 backprop). torchsde's path is ``BrownianInterval`` (its default for ``sdeint``). Also the cost
-per query of each Brownian path alone. Interleaved rounds in one process, single-threaded;
+per increment of each Brownian path alone (benchmarks/brownian.py times those interleaved, at
+both thread counts). Interleaved rounds in one process, single-threaded;
 ``ratio`` is median(ours) / median(torchsde).
 """
 from __future__ import annotations
@@ -102,17 +103,22 @@ def training_runners(steps: int, batch: int) -> dict[str, Callable[[], int]]:
 
 
 def brownian_query_us(steps: int, shape: tuple[int, ...], rounds: int) -> dict:
-    """Microseconds per increment query along a uniform grid of ``steps``, fresh path each round."""
+    """Microseconds per increment along a uniform grid of ``steps``, fresh path each round: ours
+    all at once (``increments``, what ``sdesolve`` does), torchsde's query by query."""
     grid = [i / steps for i in range(steps + 1)]
-    makers = {"ours": lambda s: cd.BrownianPath(0.0, 1.0, shape, seed=s, dtype=DT),
-              "torchsde": lambda s: torchsde.BrownianInterval(0.0, 1.0, size=shape, dtype=DT, entropy=s)}
+
+    def theirs(r: int) -> None:
+        bm = torchsde.BrownianInterval(0.0, 1.0, size=shape, dtype=DT, entropy=r)
+        for a, b in zip(grid, grid[1:]):
+            bm(a, b)
+
+    makers = {"ours": lambda r: cd.BrownianPath(0.0, 1.0, shape, seed=r, dtype=DT).increments(grid),
+              "torchsde": theirs}
     out = {}
-    for name, make in makers.items():
+    for name, run in makers.items():
         start = time.perf_counter()
         for r in range(rounds):
-            bm = make(r)
-            for a, b in zip(grid, grid[1:]):
-                bm(a, b)
+            run(r)
         out[f"{name}_us"] = (time.perf_counter() - start) / (rounds * steps) * 1e6
     out["ratio"] = out["ours_us"] / out["torchsde_us"]
     return out
