@@ -21,10 +21,13 @@ class ZeroAugment(nn.Module):
         self.size = check_positive_int("size", size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d, ...) -> (B, size, ...): x in the first d channels, zeros after (seed 002 sec. 5.1).
+        Raises ``ValueError`` if x has fewer than 2 axes or more than ``size`` channels."""
         if x.dim() < 2 or x.shape[1] > self.size:
             raise ValueError(f"ZeroAugment({self.size}) needs an input (B, c, ...) with c <= {self.size}, "
                              f"got shape {tuple(x.shape)}")
         return F.pad(x, (0, 0) * (x.dim() - 2) + (0, self.size - x.shape[1]))
 
     def extra_repr(self) -> str:
+        """``size=N`` in the module's repr."""
         return f"size={self.size}"

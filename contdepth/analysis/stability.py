@@ -20,6 +20,7 @@ STABILITY_FUNCTIONS = {
     "midpoint": (1.0, 1.0, 1 / 2),
     "rk4": (1.0, 1.0, 1 / 2, 1 / 6, 1 / 24),
 }
+"""Coefficients of R(z) = sum_k c_k z^k, the stability polynomial of each explicit method: Euler 1 + z, midpoint 1 + z + z^2/2, RK4 the degree-4 Taylor polynomial of e^z."""
 
 
 def stability_function(z: torch.Tensor, method: str = "euler") -> torch.Tensor:

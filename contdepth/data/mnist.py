@@ -29,6 +29,7 @@ MNIST_FILES: dict[str, tuple[str, str, int]] = {
     "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea", 7840016),
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", 10008),
 }
+"""The four IDX files: name -> (md5 of the .gz, md5 of the uncompressed file, uncompressed bytes)."""
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 

@@ -13,6 +13,7 @@ import torch
 from ..errors import check_positive_int
 
 PEAKS_BOX = (-3.0, 3.0)
+"""The interval [-3, 3] of both axes of :func:`peaks_grid`: the peaks data lie in this square."""
 
 
 def _check_seed(seed: object) -> int:

@@ -15,9 +15,11 @@ from ..timetol import slack
 from ..tree import leaves
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
+"""The ``activation=`` names of the fields: relu, tanh, identity (act(x) = x)."""
 # d act / dx applied to a cotangent, from the activation's output (what the hand-written VJPs keep)
 ACTIVATION_VJPS = {"relu": lambda g, out: torch.ops.aten.threshold_backward(g, out, 0),
                    "tanh": torch.ops.aten.tanh_backward, "identity": lambda g, out: g}
+"""name -> (g, out) -> g * act'(x), computed from out = act(x) (what the hand-written VJPs keep)."""
 
 
 def activation_fn(name: str):
@@ -225,6 +227,9 @@ class ControlTerm(Term):
 
     def params(self) -> list[torch.Tensor]:
         return self._params
+
+    def module(self) -> torch.nn.Module:
+        return self.field
 
     def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
         """A control parameter as its knot views (the ones :meth:`knots` gives the stages)."""

@@ -60,9 +60,11 @@ class ConvResidual(ControlledField):
         self.add_control("bias", torch.empty(grid.n, channels).uniform_(-bound, bound))
 
     def vector_field(self, t, psi, theta):
+        """F = act(K(t) * psi + b(t)): a 'same'-padded 2-D convolution of psi (B, C, H, W)."""
         return self._act(F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2))
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        """With g = cotangent * act'(out): the transposed convolutions (dF/dpsi^T g, {weight, bias}); cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
         psi_bar, w_bar, b_bar = conv_vjp(psi, theta["weight"], ACTIVATION_VJPS[self.activation](cotangent, out))
         return psi_bar, {"weight": w_bar, "bias": b_bar}
 
@@ -71,6 +73,7 @@ class ConvResidual(ControlledField):
         return self.activation != "identity"
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, C, H, W) with C = ``channels``."""
         check_dims("ConvResidual", psi, 4, 1, self.channels, "(B, C, H, W)")
 
 
@@ -79,7 +82,9 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
 
     ``weight`` (n, C, C, k, k), ``bias`` (n, C), zero-initialised (seed 002 sec. 4.4).
     With C = 10, k = 3, n = 20 and learnable gamma: 18,201 parameters (seed 002 sec. 5.2).
-    ``gamma_min``, ``gamma_max``: bounds on gamma (see :class:`~contdepth.fields.dense.CubicFrictionMixin`).
+    ``gamma``, ``mu``, ``learn_gamma`` as in :class:`~contdepth.fields.dense.CubicFriction` (initial
+    friction coefficient, exponent > 0, trained or fixed); ``gamma_min``, ``gamma_max``: bounds on
+    gamma (see :class:`~contdepth.fields.dense.CubicFrictionMixin`).
     """
 
     def __init__(self, channels: int, grid: ControlGrid, *, kernel_size: int = 3, gamma: float = 1.0,
@@ -93,15 +98,18 @@ class ConvCubicFriction(CubicFrictionMixin, ControlledField):
         self._init_gamma(gamma, mu, learn_gamma, gamma_min, gamma_max)
 
     def vector_field(self, t, psi, theta):
+        """F = K(t) * psi + b(t) - gamma sign(psi) |psi|^mu, the convolution 'same'-padded, psi (B, C, H, W)."""
         lin = F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2)
         return lin - friction(psi, self.bounded_gamma(), self.mu)
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        """The convolution's transposed products plus the friction's (with its gamma gradient); cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
         friction_bar, grads = self.friction_vjp(psi, cotangent)
         psi_bar, grads["weight"], grads["bias"] = conv_vjp(psi, theta["weight"], cotangent)
         return psi_bar + friction_bar, grads
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, C, H, W) with C = ``channels``."""
         check_dims("ConvCubicFriction", psi, 4, 1, self.channels, "(B, C, H, W)")
 
 
@@ -134,10 +142,12 @@ class ConvNormResidual(ControlledField):
             self.add_control(f"norm{i}_bias", torch.zeros(grid.n, channels))
 
     def vector_field(self, t, psi, theta):
+        """F = GN3(K2(t) * relu(GN2(K1(t) * relu(GN1(psi)) + b1(t))) + b2(t)) for psi (B, C, H, W); autograd gradients."""
         norm = lambda x, i: F.group_norm(x, self.groups, theta[f"norm{i}_weight"], theta[f"norm{i}_bias"])
         conv = lambda x, i: F.conv2d(x, theta[f"conv{i}_weight"], theta[f"conv{i}_bias"],
                                      padding=self.kernel_size // 2)
         return norm(conv(F.relu(norm(conv(F.relu(norm(psi, 1)), 1), 2)), 2), 3)
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, C, H, W) with C = ``channels``."""
         check_dims("ConvNormResidual", psi, 4, 1, self.channels, "(B, C, H, W)")

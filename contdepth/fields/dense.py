@@ -90,7 +90,13 @@ class CubicFriction(CubicFrictionMixin, ControlledField):
     """Seed 002 eq. 56/57: F(x) = W(t) x + b(t) - gamma sign(x) |x|^mu.
 
     ``weight`` (n, dim, dim) and ``bias`` (n, dim) start at zero (seed 002 sec. 4.4).
-    ``gamma_min``, ``gamma_max``: bounds on gamma (see :class:`CubicFrictionMixin`).
+    ``gamma``: the friction coefficient's initial value (>= 0 for friction); ``learn_gamma``: train
+    it as a parameter (True) or keep it a fixed buffer; ``mu``: the exponent, a number > 0 (3: the
+    cubic friction of eq. 56). ``gamma_min``, ``gamma_max``: bounds on gamma (see
+    :class:`CubicFrictionMixin`). Raises ``ValueError`` for ``dim`` < 1, ``mu`` <= 0 or gamma outside
+    its bounds.
+
+    Example: ``CubicFriction(3, ControlGrid(0.0, 4.0, n=8), gamma=0.1, learn_gamma=False)``.
     """
 
     def __init__(self, dim: int, grid: ControlGrid, *, gamma: float = 1.0, mu: float = 3.0,
@@ -102,14 +108,17 @@ class CubicFriction(CubicFrictionMixin, ControlledField):
         self._init_gamma(gamma, mu, learn_gamma, gamma_min, gamma_max)
 
     def vector_field(self, t, psi, theta):
+        """F = W(t) psi + b(t) - gamma sign(psi) |psi|^mu for psi (B, dim), theta's ``weight`` and ``bias`` at t."""
         return F.linear(psi, theta["weight"], theta["bias"]) - friction(psi, self.bounded_gamma(), self.mu)
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        """(c W + d/dpsi of minus the friction, {weight: c^T psi, bias: sum_B c, gamma: -sum c sign(psi) |psi|^mu}), c = ``cotangent``: cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
         friction_bar, grads = self.friction_vjp(psi, cotangent)
         grads.update(weight=cotangent.t() @ psi, bias=cotangent.sum(0))
         return cotangent @ theta["weight"] + friction_bar, grads
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, dim)."""
         check_dims("CubicFriction", psi, 2, 1, self.dim, "(B, dim)")
 
 
@@ -129,9 +138,11 @@ class DenseResidual(ControlledField):
         self.add_control("bias", torch.empty(grid.n, dim).uniform_(-bound, bound))
 
     def vector_field(self, t, psi, theta):
+        """F = act(K(t) psi + b(t)) for psi (B, dim), theta's ``weight`` K and ``bias`` b at t."""
         return self._act(F.linear(psi, theta["weight"], theta["bias"]))
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        """With g = cotangent * act'(K psi + b) (from ``out``): (g K, {weight: g^T psi, bias: sum_B g}); cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
         g = ACTIVATION_VJPS[self.activation](cotangent, out)
         return g @ theta["weight"], {"weight": g.t() @ psi, "bias": g.sum(0)}
 
@@ -140,6 +151,7 @@ class DenseResidual(ControlledField):
         return self.activation != "identity"
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, dim)."""
         check_dims(type(self).__name__, psi, 2, 1, self.dim, "(B, dim)")
 
 
@@ -159,6 +171,7 @@ class AntisymmetricResidual(DenseResidual):
         self.gamma = float(gamma)
 
     def vector_field(self, t, psi, theta):
+        """F = act((K(t) - K(t)^T - gamma I) psi + b(t)) for psi (B, dim); no hand-written vjp (autograd)."""
         k = theta["weight"]
         a = k - k.transpose(-1, -2) - self.gamma * torch.eye(self.dim, dtype=k.dtype, device=k.device)
         return self._act(F.linear(psi, a, theta["bias"]))

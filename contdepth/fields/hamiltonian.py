@@ -39,6 +39,7 @@ class Hamiltonian(ControlledField):
             self.add_control(b, torch.empty(grid.n, width).uniform_(-bound, bound))
 
     def vector_field(self, t, psi, theta):
+        """(dy/dt, dz/dt) = (K1^T act(K1 z + b1), -K2^T act(K2 y + b2)) for the pair psi = (y, z), each (B, dim)."""
         return self.vector_field_half(t, psi, theta, 0), self.vector_field_half(t, psi, theta, 1)
 
     def vector_field_half(self, t, psi, theta, i: int) -> torch.Tensor:
@@ -64,6 +65,7 @@ class Hamiltonian(ControlledField):
                 + log_cosh(F.linear(y, theta["K2"], theta["b2"])).sum(-1))
 
     def check_state(self, psi) -> None:
+        """Raise ``ValueError`` unless ``psi`` is a pair (y, z) of (B, dim) tensors."""
         if not isinstance(psi, tuple) or len(psi) != 2:
             raise ValueError(f"Hamiltonian expects a pair state (y, z), got {type(psi).__name__}")
         for name, x in zip("yz", psi):

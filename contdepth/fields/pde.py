@@ -11,6 +11,7 @@ from .base import ACTIVATION_VJPS, ControlledField, activation_fn, check_dims
 from .conv import conv_vjp
 
 DRIFT_SCALE = {"pde1": 1.0, "pde2": -1.0 / 8.0}
+"""The drift factor s of :class:`PDEStencil`: 1 for pde1 (seed 000 eq. 39), -1/8 for pde2 (eq. 40)."""
 
 
 def stencil_kernel(alpha: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
@@ -58,6 +59,7 @@ class PDEStencil(ControlledField):
             self.add_control(name, torch.full((grid.n, channels), value))
 
     def vector_field(self, t, psi, theta):
+        """F = act(alpha^2/2 d_xx psi + s beta d_x psi + sigma^2/2 d_yy psi + s rho d_y psi + gamma psi) per channel, one depthwise 3x3 convolution of psi (B, C, H, W)."""
         kernel = stencil_kernel(theta["alpha"], theta["beta"], theta["sigma"], theta["rho"], theta["gamma"],
                                 DRIFT_SCALE[self.variant])
         # every (image, channel) plane as a channel of one batch-1 depthwise convolution: CPU conv
@@ -67,6 +69,7 @@ class PDEStencil(ControlledField):
         return self._act(out.view(b, c, h, w))
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
+        """The depthwise convolution's transposed products: cotangent^T dF/dpsi and the gradients of the five coefficients; cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
         s = DRIFT_SCALE[self.variant]
         kernel = stencil_kernel(theta["alpha"], theta["beta"], theta["sigma"], theta["rho"], theta["gamma"], s)
         b, c, h, w = psi.shape
@@ -84,4 +87,5 @@ class PDEStencil(ControlledField):
         return self.activation != "identity"
 
     def check_state(self, psi):
+        """Raise ``ValueError`` unless ``psi`` is (B, C, H, W) with C = ``channels``."""
         check_dims("PDEStencil", psi, 4, 1, self.channels, "(B, C, H, W)")

@@ -47,15 +47,20 @@ from ..solvers import METHODS
 __all__ = ["ODEClassifier", "build_mnist_model", "MNIST_MODELS", "DEFAULT_DEPTH", "BLOCKS"]
 
 MNIST_MODELS = ("pde1", "pde2", "resnet", "cubic", "odenet")
-BLOCKS = ("seed", "ode")  # of pde1, pde2, resnet: seed 000's ReLU(psi + h f(psi)), or psi + h ReLU(f(psi))
+"""The model names of :func:`build_mnist_model`: seed 000's pde1, pde2 and conv ResNet, seed 002's cubic net, Chen et al.'s ODE-Net."""
+BLOCKS = ("seed", "ode")
+"""The ``block=`` choices of pde1, pde2 and resnet: seed 000's ReLU(psi + h f(psi)), or psi + h ReLU(f(psi))."""
 CUBIC_GAMMA_MAX = 1e-3
+"""The upper bound on the cubic net's learned friction gamma (its range is [0, 1e-3])."""
 DEFAULT_DEPTH = {"pde1": 15, "pde2": 15, "resnet": 15, "cubic": 20, "odenet": 1}
+"""Control knots (= Euler layers) of each model when ``depth`` is not given."""
 
 
 class GlobalMaxPool(nn.Module):
     """(B, C, H, W) -> (B, C): the maximum over each channel map."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """max over the two spatial axes: (B, C, H, W) -> (B, C)."""
         return x.amax(dim=(-2, -1))
 
 
@@ -64,6 +69,7 @@ class ChannelsLast(nn.Module):
     convolutions then run 1.4x faster per training step on CPU (docs/PERFORMANCE.md)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` in channels-last memory format (same values and shape)."""
         return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -80,6 +86,7 @@ class ODEClassifier(nn.Module):
         self._stats: list = []
 
     def forward(self, x: Tensor) -> Tensor:
+        """head(block(stem(x))): logits (B, 10); in training, records the block's solver statistics for :meth:`nfe_totals`."""
         z = self.block(self.stem(x))
         if self.training and torch.is_grad_enabled():
             self._record(self.block.stats)

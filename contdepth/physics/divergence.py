@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 NOISES = ("rademacher", "gaussian")
+"""The probe distributions of the Hutchinson trace estimator: Rademacher (+-1) or standard Gaussian."""
 
 
 def _at(field: ControlledField, x: Tensor, t: float, cell: int | None) -> Callable[[Tensor], Tensor]:
