@@ -38,13 +38,17 @@ def _philox(counter: tuple[int, int, int, int], key: tuple[int, int], rounds: in
 
 
 def _normals(seed: int, node: int, width: int) -> list[float]:
+    """Component r B + b (B = ceil(width / 4)) is output r of counter (node mod 2^32, b, node div 2^32, 0):
+    r0 cos, r1 cos, r0 sin, r1 sin of Box-Muller on (w0, w1) and (w2, w3)."""
     key = (seed % 2 ** 64 & MASK, seed % 2 ** 64 >> 32)
-    out = []
-    for b in range(-(-width // 4)):
+    blocks = -(-width // 4)
+    out = [0.0] * (4 * blocks)
+    for b in range(blocks):
         w = _philox((node & MASK, b, node >> 32, 0), key)
-        for u, v in ((w[0], w[1]), (w[2], w[3])):
-            r = math.sqrt(-2 * math.log((u + 0.5) * 2.0 ** -32))
-            out += [r * math.cos(2 * math.pi * v * 2.0 ** -32), r * math.sin(2 * math.pi * v * 2.0 ** -32)]
+        (r0, a0), (r1, a1) = [(math.sqrt(-2 * math.log((u + 0.5) * 2.0 ** -32)), 2 * math.pi * v * 2.0 ** -32)
+                              for u, v in ((w[0], w[1]), (w[2], w[3]))]
+        for r, value in enumerate((r0 * math.cos(a0), r1 * math.cos(a1), r0 * math.sin(a0), r1 * math.sin(a1))):
+            out[r * blocks + b] = value
     return out[:width]
 
 
@@ -99,9 +103,10 @@ def test_philox_refuses_a_counter_of_the_wrong_kind():
 def test_normals_match_the_reference_box_muller():
     nodes = torch.tensor([0, 1, 5, 2 ** 31 + 7, 2 ** 32 + 3], dtype=torch.int64)
     got = brownian.philox_normals(nodes, 2, (123, 2 ** 31 + 5))
+    assert got.shape == (4, 5, 2)
     for i, node in enumerate(nodes.tolist()):
         want = _normals(123 + (2 ** 31 + 5) * 2 ** 32, node, 8)
-        torch.testing.assert_close(got[i], torch.tensor(want, dtype=F64), rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(got[:, i].reshape(8), torch.tensor(want, dtype=F64), rtol=1e-14, atol=1e-14)
 
 
 # ---------------------------------------------------------------- the path itself
