@@ -328,9 +328,12 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         t1 < t0 integrates backward in time.
     method: ``"euler"``, ``"midpoint"``, ``"rk4"`` (classical, seed 004 eq. 2.17-2.21) with
         ``steps`` equal steps (default for a ControlledField: one per control interval) or
-        ``options={"step_size": h}``; adaptive ``"bosh3"``, ``"dopri5"``, ``"tsit5"`` with
+        ``options={"step_size": h}`` or ``{"grid_constructor": fn}`` (``fn(func, y0, t)`` returns
+        the step ends), and ``"perturb"``; adaptive ``"bosh3"``, ``"dopri5"``, ``"tsit5"`` with
         ``rtol``/``atol`` and options ``first_step``, ``max_num_steps``, ``jump_t``, ``safety``,
-        ``ifactor``, ``dfactor``; or a stepper object (see docs/extending.md).
+        ``ifactor``, ``dfactor``, ``beta``, ``min_step``, ``max_step``, ``norm``; or a stepper
+        object (see docs/extending.md). torchdiffeq's semantics: docs/solvers.md, "Coming from
+        torchdiffeq", which also describes ``func.callback_step`` and its kin.
     gradient: ``"backprop"`` (through the solver), ``"checkpoint"`` (exact, stores each step's start
         state and recomputes; fixed and adaptive) or ``"adjoint"`` (continuous adjoint, seed 002
         eq. 10-15; ``adjoint_options={"norm": "seminorm"}``).
@@ -445,8 +448,10 @@ def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, at
     shape ``(len(t), *y0.shape)`` (a tuple of such for a tuple y0). Gradients by backprop.
 
     Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
-    (the last step shortened; states between steps by linear interpolation). Unlike torchdiffeq,
-    an unknown option is an error. ``t`` may require grad: ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>``,
+    (the last step shortened; states between steps by linear interpolation) or
+    ``{"grid_constructor": fn}``; ``options`` and the callbacks ``func.callback_step``,
+    ``callback_accept_step``, ``callback_reject_step`` as torchdiffeq's (docs/solvers.md, "Coming
+    from torchdiffeq"). Unlike torchdiffeq, an unknown option is an error. ``t`` may require grad: ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>``,
     and t_0 also moves the start, ``dL/dt_0 = -<dL/dy0 - dL/dy_0, f(t_0, y0)>``
     (:mod:`contdepth.gradients.times`).
 
@@ -476,7 +481,19 @@ def odeint_adjoint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 
     """
     return _odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, gradient="adjoint",
                    adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
-                   adjoint_options=adjoint_options, adjoint_params=adjoint_params, event_fn=event_fn)
+                   adjoint_options=_inherited_options(method, options, adjoint_method, adjoint_options),
+                   adjoint_params=adjoint_params, event_fn=event_fn)
+
+
+def _inherited_options(method, options: dict | None, adjoint_method, adjoint_options: dict | None) -> dict | None:
+    """torchdiffeq's default ``adjoint_options`` of ``odeint_adjoint``: the forward ``options``
+    (their adaptive keys but ``norm``) when none are given and the backward solve uses the same
+    adaptive method; else ``adjoint_options`` as given (a fixed grid is walked back as it is)."""
+    if adjoint_options is not None or not isinstance(options, dict) or adjoint_method not in (None, method):
+        return adjoint_options
+    if not getattr(get_stepper("dopri5" if method is None else method), "adaptive", False):
+        return adjoint_options
+    return {k: v for k, v in options.items() if k in ADAPTIVE_OPTIONS and k != "norm"}
 
 
 def odeint_event(func: Callable, y0: State, t0: torch.Tensor | float, *, event_fn: EventFn, reverse_time: bool = False,

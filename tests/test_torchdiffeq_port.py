@@ -715,3 +715,24 @@ def test_underflow_with_a_bounded_state_suggests_an_implicit_method(scale, stiff
             c.propose(0.5)
             c.judge(torch.full((1,), 5.0 * scale, dtype=torch.float64), y, y)  # ratio 5: always rejected
     assert ("method='kvaerno5'" in str(err.value)) == stiff
+
+
+@pytest.mark.parametrize("adjoint_options,bounded", [(None, True), ({}, False), (dict(max_step=0.05), True)])
+def test_odeint_adjoint_inherits_the_forward_options(adjoint_options, bounded):
+    """Added, torchdiffeq's rule: without adjoint_options the backward solve of odeint_adjoint takes the forward
+    options (max_step=0.05 here: every backward step <= 0.05); adjoint_options={} takes none (longer steps)."""
+    dts = []
+
+    class F(torch.nn.Module):
+        def forward(self, t, x):
+            return -x
+
+        def callback_accept_step_adjoint(self, t0, y0, dt):
+            dts.append(float(dt))
+
+    x0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    ys = cd.odeint_adjoint(F(), x0, torch.tensor([0., 1.], dtype=torch.float64), options=dict(max_step=0.05),
+                           adjoint_options=adjoint_options, adjoint_params=())
+    ys[-1].sum().backward()
+    assert abs(float(x0.grad[0]) - math.exp(-1)) < 1e-6
+    assert (max(dts) <= 0.05 + 1e-15) == bounded and abs(sum(dts) - 1.0) < 1e-12

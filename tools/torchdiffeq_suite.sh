@@ -27,7 +27,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/tests"
 git -C "$mirror" archive "$rev:tests" | tar -x -C "$work/tests"
-echo "torchdiffeq tests at $(git -C "$mirror" rev-parse "$rev"), against ${shim:+contdepth (through the shim)}${shim:-the installed torchdiffeq}"
+target="the installed torchdiffeq"
+[[ -n "$shim" ]] && target="contdepth at $root (through the shim)"
+echo "torchdiffeq tests at $(git -C "$mirror" rev-parse "$rev"), against $target"
 cd "$work/tests"
 PYTHONPATH="${shim:+$shim:$root:}$work/tests${PYTHONPATH:+:$PYTHONPATH}" python - "$@" <<'PY'
 import collections
