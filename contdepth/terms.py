@@ -93,6 +93,11 @@ class Term:
         """The tensors that checkpoint and adjoint differentiate with respect to."""
         return []
 
+    def module(self) -> torch.nn.Module | None:
+        """The module whose parameters and buffers f reads when called (None: none known). A
+        backward pass that recomputes f checks they are still the tensors of the forward pass."""
+        return None
+
     def param_pieces(self) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
         """Per tensor of :meth:`params`, what a backward step differentiates: ``((p,), False)``, or
         ``(views, True)`` whose gradients stack into p's (a control parameter's knots: a step then
@@ -225,6 +230,9 @@ class FuncTerm(Term):
 
     def params(self) -> list[torch.Tensor]:
         return self._params
+
+    def module(self) -> torch.nn.Module | None:
+        return owning_module(self.func)
 
     def check_state(self, y0: State) -> None:
         owner = owning_module(self.func)

@@ -34,7 +34,8 @@ from ..solvers.engine import Problem, march
 from ..solvers.rk import RungeKutta
 from ..terms import Term
 from ..tree import State, add, all_finite, detach, leaves, rebuild, tree_map
-from .common import PieceGrads, check_params_found, counting, output_grads, stack_outputs, vjp
+from .common import (PieceGrads, check_no_forward_ad, check_params_found, check_same_module, counting, module_tensors,
+                     output_grads, stack_outputs, vjp)
 
 
 class AdjointTerm(Term):
@@ -191,6 +192,7 @@ class _Adjoint(torch.autograd.Function):
             outs, y1 = problem.march(rebuild(like, inputs[:n]), on_step=keep if from_steps else None)
         stacked = stack_outputs(outs)
         ctx.problem, ctx.like, ctx.from_outputs, ctx.from_steps = problem, like, from_outputs, from_steps
+        ctx.module = module_tensors(problem.term)
         ctx.y1_is_output = close(problem.out_times[-1], problem.t1)  # then y1 is the last output itself
         ctx.save_for_backward(*stacked, *(x for t in from_steps for x in leaves(kept[t])),
                               *(() if ctx.y1_is_output else leaves(y1)))
@@ -199,6 +201,7 @@ class _Adjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
+        check_same_module(problem.term, ctx.module, "adjoint")
         config = problem.adjoint
         like, saved, n = ctx.like, ctx.saved_tensors, len(leaves(ctx.like))
         output = lambda i: rebuild(like, [x[i] for x in saved[:n]])
@@ -255,4 +258,5 @@ def solve_adjoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
     """Per leaf of the state, its values at ``problem.out_times`` stacked; gradients by the
     continuous adjoint, storing these outputs, y(t1) unless it is one of them, and y at the end of
     each fixed step an output is interpolated in."""
+    check_no_forward_ad(y0, problem.term, "adjoint")
     return _Adjoint.apply(problem, detach(y0), *leaves(y0), *problem.term.params())

@@ -14,7 +14,8 @@ import torch
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
 from .fused import fused_applies, solve_fused
-from .common import PieceGrads, add_grads, check_params_found, counting, output_grads, stack_outputs, vjp, with_t0_outputs
+from .common import (PieceGrads, add_grads, check_no_forward_ad, check_params_found, check_same_module, counting,
+                     module_tensors, output_grads, stack_outputs, vjp, with_t0_outputs)
 
 
 class _Checkpoint(torch.autograd.Function):
@@ -24,7 +25,7 @@ class _Checkpoint(torch.autograd.Function):
         records: list = []
         with torch.no_grad():
             outs, _ = problem.march(rebuild(like, inputs[:n]), on_step=lambda *step: records.append(step))
-        ctx.problem, ctx.like = problem, like
+        ctx.problem, ctx.like, ctx.module = problem, like, module_tensors(problem.term)
         # per step: the record, and the structures of its y and stepper state (their leaves are saved)
         ctx.meta = [(rec, detach(y), detach(state)) for rec, y, state in records]
         ctx.save_for_backward(*inputs[:n], *(x for _, y, state in records for x in leaves(y) + leaves(state)))
@@ -34,6 +35,7 @@ class _Checkpoint(torch.autograd.Function):
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
         term, stepper = problem.term, problem.stepper
+        check_same_module(term, ctx.module, "checkpoint")
         saved = iter(ctx.saved_tensors)
         take = lambda like: [next(saved) for _ in leaves(like)]
         y0 = take(ctx.like)
@@ -74,4 +76,5 @@ def solve_checkpoint(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
     for the hand-written discrete adjoint)."""
     if fused_applies(problem, y0):
         return solve_fused(problem, y0, keep_stages=False)
+    check_no_forward_ad(y0, problem.term, "checkpoint")
     return _Checkpoint.apply(problem, detach(y0), *leaves(y0), *problem.params())

@@ -54,6 +54,49 @@ def check_params_found(term: Term, outputs: Sequence[torch.Tensor], known: Seque
                            "differentiate")
 
 
+def module_tensors(term: Term) -> tuple[int, ...]:
+    """The identities of the parameters and buffers of the module the term reads (empty: none)."""
+    module = term.module()
+    if module is None:
+        return ()
+    return tuple(id(x) for x in (*module.parameters(), *module.buffers()))
+
+
+def is_stateless(term: Term) -> bool:
+    """True when the term's module holds a plain tensor in place of a parameter (inside
+    ``torch.func.functional_call``): its tensors are the call's, and later they will not be."""
+    module = term.module()
+    return module is not None and any(
+        p is not None and not isinstance(p, torch.nn.Parameter)
+        for m in module.modules() for p in m._parameters.values())
+
+
+def check_same_module(term: Term, forward: tuple[int, ...], gradient: str) -> None:
+    """Raise unless the term's module still has the parameters and buffers ``forward`` (from
+    :func:`module_tensors` at the forward pass): a backward pass that recomputes f with other
+    tensors would return gradients that belong to neither."""
+    if module_tensors(term) != forward:
+        raise RuntimeError(f"the field's parameters or buffers are not those of the forward pass (the solve ran "
+                           f"inside torch.func.functional_call, or they were replaced since): gradient={gradient!r} "
+                           "recomputes f in the backward pass and would return wrong gradients. Call backward "
+                           "inside the functional_call, or use gradient='backprop'")
+
+
+def forward_ad_tangents(y0: State, term: Term) -> bool:
+    """True when y0 or a tensor of the term's module carries a forward-mode AD tangent."""
+    module = term.module()
+    tensors = [*leaves(y0), *term.params(), *(() if module is None else (*module.parameters(), *module.buffers()))]
+    return any(torch.autograd.forward_ad.unpack_dual(x).tangent is not None for x in tensors)
+
+
+def check_no_forward_ad(y0: State, term: Term, gradient: str) -> None:
+    """Raise ``NotImplementedError`` if forward-mode AD reaches a hand-written gradient method
+    (its autograd Functions have no jvp, and a tangent on a module tensor would be dropped)."""
+    if forward_ad_tangents(y0, term):
+        raise NotImplementedError(f"forward-mode AD (torch.autograd.forward_ad, torch.func.jvp) does not pass "
+                                  f"through gradient={gradient!r}; use gradient='backprop'")
+
+
 class PieceGrads:
     """Parameter gradients accumulated per piece (:meth:`~contdepth.terms.Term.param_pieces`):
     a backward step adds only the knots it touched; :meth:`result` stacks them once at the end."""

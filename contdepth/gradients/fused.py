@@ -24,7 +24,8 @@ import torch
 from ..solvers.controllers import FixedGrid
 from ..solvers.engine import Problem
 from ..tree import State
-from .common import counting, output_grads, stack_outputs, with_t0_outputs
+from .common import (check_same_module, counting, forward_ad_tangents, is_stateless, module_tensors, output_grads,
+                     stack_outputs, with_t0_outputs)
 
 
 def fused_applies(problem: Problem, y0: State) -> bool:
@@ -34,7 +35,10 @@ def fused_applies(problem: Problem, y0: State) -> bool:
             and isinstance(problem.grid, FixedGrid) and torch.is_grad_enabled()
             and (y0.requires_grad or any(p.requires_grad for p in problem.params()))
             and getattr(problem.stepper, "has_vjp", False) and problem.term.has_vjp and problem.project is None
-            and len(problem.params()) == len(problem.term.params()))  # no trainable stepper
+            and len(problem.params()) == len(problem.term.params())  # no trainable stepper
+            # the hand-written pass reads the field's tensors when it runs: not after a functional_call
+            # returns, and it has no forward mode (plain autograd has both)
+            and not is_stateless(problem.term) and not forward_ad_tangents(y0, problem.term))
 
 
 class _Taping:
@@ -72,12 +76,14 @@ class _Fused(torch.autograd.Function):
             else:  # per step: its start
                 outs, _ = problem.march(y0, on_step=lambda rec, y, state: (records.append(rec), saved.append(y)))
         ctx.problem, ctx.keep_stages, ctx.records = problem, keep_stages, records
+        ctx.module = module_tensors(problem.term)
         ctx.save_for_backward(y0, *saved)  # the parameters are the term's own tensors: not saved again
         return stack_outputs(outs)
 
     @staticmethod
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
+        check_same_module(problem.term, ctx.module, problem.stats.gradient)
         if torch.is_grad_enabled():
             return (None, None, *_through_autograd(ctx, grads))
         y0, *saved = ctx.saved_tensors

@@ -14,7 +14,8 @@ import torch
 
 from ..solvers.engine import Problem, replay
 from ..tree import State, detach, leaves, rebuild
-from .common import add_grads, check_params_found, counting, output_grads, stack_outputs, vjp, with_t0_outputs
+from .common import (add_grads, check_no_forward_ad, check_params_found, check_same_module, counting, module_tensors,
+                     output_grads, stack_outputs, vjp, with_t0_outputs)
 
 
 class _Reversible(torch.autograd.Function):
@@ -25,6 +26,7 @@ class _Reversible(torch.autograd.Function):
             outs, y1 = problem.march(rebuild(like, inputs[:len(leaves(like))]),
                                      on_step=lambda rec, y, state: records.append(rec))
         ctx.problem, ctx.like, ctx.records = problem, like, records
+        ctx.module = module_tensors(problem.term)
         ctx.save_for_backward(*leaves(y1))
         return stack_outputs(outs)
 
@@ -32,6 +34,7 @@ class _Reversible(torch.autograd.Function):
     def backward(ctx, *grads):
         problem: Problem = ctx.problem
         term, stepper, params = problem.term, problem.stepper, problem.params()
+        check_same_module(term, ctx.module, "reversible")
         y = rebuild(ctx.like, ctx.saved_tensors)
         g = output_grads(ctx.like, grads, len(problem.out_times))
         a_y: list = [None] * len(leaves(y))
@@ -59,4 +62,5 @@ def solve_reversible(problem: Problem, y0: State) -> tuple[torch.Tensor, ...]:
     if not getattr(problem.stepper, "reversible", False):
         raise ValueError(f"gradient='reversible' needs a reversible method (leapfrog, symplectic_euler), got "
                          f"method={getattr(problem.stepper, 'name', type(problem.stepper).__name__)!r}")
+    check_no_forward_ad(y0, problem.term, "reversible")
     return _Reversible.apply(problem, detach(y0), *leaves(y0), *problem.params())
