@@ -25,22 +25,36 @@ Writes ``metrics.json``, ``memory.png`` and ``time.png`` to ``--out``.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import torch
-import torch.utils.checkpoint
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.analysis.memory import saved_tensor_bytes
-from contdepth.analysis.profiling import peak_rss_growth
-from contdepth.cli import example_parser, finish, positive_float, start
-from contdepth.solvers import RK4, FixedGrid, RungeKutta
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    parser = cli.example_parser(__doc__, default_out="runs/adjoint_memory",
+                                quick_help="fewer steps, smaller conv batch, RSS for one group")
+    parser.add_argument("--max-gb", type=cli.positive_float, default=4.0, help="skip backprop configurations above this")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.utils.checkpoint  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.analysis.memory import saved_tensor_bytes  # noqa: E402
+from contdepth.analysis.profiling import peak_rss_growth  # noqa: E402
+from contdepth.solvers import RK4, FixedGrid, RungeKutta  # noqa: E402
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 REFERENCE = "torch_checkpoint"
@@ -266,19 +280,15 @@ def plot(metrics: dict, out: Path) -> None:
         cplot.save(fig, out / f"{name}.png", dpi=110)
 
 
-def main() -> None:
-    parser = example_parser(__doc__, default_out="runs/adjoint_memory",
-                            quick_help="fewer steps, smaller conv batch, RSS for one group")
-    parser.add_argument("--max-gb", type=positive_float, default=4.0, help="skip backprop configurations above this")
-    args = parser.parse_args()
-    out = start(args)
+def main(args: argparse.Namespace) -> None:
+    out = cli.start(args)
     log = (lambda line: None) if args.no_progress else print
     metrics = run(args.quick, args.max_gb * 2 ** 30, args.seed, log=log)
     plot(metrics, out)
-    print(finish(out, metrics, [f"{key}: saved-bytes growth {s['saved_bytes_growth_steps']} steps "
+    print(cli.finish(out, metrics, [f"{key}: saved-bytes growth {s['saved_bytes_growth_steps']} steps "
                                 + ", ".join(f"{g} x{v:.2f}" for g, v in s["saved_bytes_growth"].items())
                                 for key, s in metrics["summary"].items()]))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

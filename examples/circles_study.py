@@ -9,19 +9,31 @@
 
     python examples/circles_study.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
-writes DIR/metrics.json (atomically) and DIR/validation.png. --quick runs one sweep setting with a tenth of the epochs and
+writes DIR/metrics.json (atomically) and DIR/validation.png. --quick runs one sweep setting with a thirtieth of the epochs and
 short diagnoses (CI; numbers meaningless).
 """
 from __future__ import annotations
 
+import argparse
 import time
 
-import contdepth.plot as cplot
-from contdepth.cli import example_parser, finish, start
-from contdepth.data import circles
-from contdepth.train import evaluate
+from _cli import cli
 
-from circles import EXPECTED_N, EXPECTED_SEED, LAMBDA, TRAIN_SEED, Model2, fit_circles, model2_correct, model2_loss
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/circles_study",
+                              quick_help="one short sweep setting, short diagnoses (CI)").parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.data import circles  # noqa: E402
+from contdepth.train import evaluate  # noqa: E402
+
+from circles import EXPECTED_N, EXPECTED_SEED, LAMBDA, TRAIN_SEED, Model2, fit_circles, model2_correct, model2_loss  # noqa: E402
 
 SWEEP = [  # (batch size or None = full batch, epochs, lr, clip_grad_norm)
     (50, 300, 1e-2, None), (50, 300, 3e-3, None), (50, 300, 1e-2, 1.0), (50, 1000, 1e-2, 1.0), (50, 300, 3e-2, 1.0),
@@ -39,10 +51,8 @@ def train_model2(data, *, optimizer: str, epochs: int, lr: float, batch_size: in
     return model
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/circles_study",
-                          quick_help="one short sweep setting, short diagnoses (CI)").parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     t0 = time.perf_counter()
     data, val, expected = circles(400, seed=TRAIN_SEED), circles(2000, seed=100), circles(EXPECTED_N, seed=EXPECTED_SEED)
 
@@ -51,7 +61,7 @@ def main() -> None:
         return {f"{k}_acc": evaluate(model, d, correct_fn=model2_correct, batch_size=len(d[1])) for k, d in sets.items()}
 
     sweep = []
-    for bs, epochs, lr, clip in [(bs, e // 10, lr, clip) for bs, e, lr, clip in SWEEP[:1]] if quick else SWEEP:
+    for bs, epochs, lr, clip in [(bs, e // 30, lr, clip) for bs, e, lr, clip in SWEEP[:1]] if quick else SWEEP:
         setting = {"batch_size": bs, "epochs": epochs, "lr": lr, "clip_grad_norm": clip}  # batch_size None: full batch
         runs = [scores(train_model2(data, optimizer="sgd", epochs=epochs, lr=lr, batch_size=bs, clip=clip, augment=True,
                                     seed=args.seed))]
@@ -63,7 +73,7 @@ def main() -> None:
                                                  clip=r["clip_grad_norm"], augment=True, seed=args.seed + seed)))
         r["mean_val_acc"] = sum(x["val_acc"] for x in r["runs"]) / len(r["runs"])
 
-    steps = 100 if quick else 3000
+    steps = 50 if quick else 3000
     big = circles(20_000, seed=7)
     diagnosis = {
         "adam_full_batch_400_points": scores(train_model2(data, optimizer="adam", epochs=steps, lr=3e-3, batch_size=None,
@@ -84,7 +94,8 @@ def main() -> None:
     summary = [f"{name}: validation {acc:.4f}" for name, acc in labels.items()]
     summary += [f"best: {b['batch_size'] or 'full'}-batch {b['epochs']} epochs lr {b['lr']:g}, mean validation "
                 f"{b['mean_val_acc']:.4f} over {len(b['runs'])} seeds" for b in best[:1]]
-    print(finish(out, metrics, summary))
+    print(cli.finish(out, metrics, summary))
+
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -19,11 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+from _cli import cli
 
-import contdepth.plot as cplot
-from contdepth.cli import example_parser, finish, positive_int, start
-from contdepth.models import BLOCKS
+BLOCKS = ("seed", "ode")  # contdepth.models.BLOCKS, spelled out: the options are checked before torch is imported
+DEPTHS = [5, 15, 27, 50]
+# --quick: two depths, 2,000 training and 500 test images per run (mnist.py's --quick settings otherwise)
+QUICK = {"depths": [5, 15], "train_images": 2000, "test_images": 500}
 
 # seed 000 table 4.1 (50 epochs, Adam lr 1e-3); pde2 and the second resnet column: table 4.2
 SEED = {
@@ -36,16 +37,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = example_parser(__doc__, default_out="runs/mnist-sweep", quick_help="pass --quick to every run")
+    p = cli.example_parser(__doc__, default_out="runs/mnist-sweep",
+                           quick_help="pass --quick to every run; unless given, --depths 5 15, --train-images 2000, "
+                                      "--test-images 500")
     p.add_argument("--models", nargs="+", default=["pde1", "pde2", "resnet"], choices=["pde1", "pde2", "resnet"])
-    p.add_argument("--depths", nargs="+", type=positive_int, default=[5, 15, 27, 50])
+    p.add_argument("--depths", nargs="+", type=cli.positive_int, default=None, help=f"default {DEPTHS}")
     p.add_argument("--block", choices=BLOCKS, default="seed",
                    help="seed = seed 000's layer ReLU(psi + D psi) (default); ode = psi + ReLU(D psi)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default 1")
+    p.add_argument("--epochs", type=cli.positive_int, default=None, help="default 1")
     p.add_argument("--schedule", choices=["constant", "cosine"], default=None,
                    help="learning-rate schedule of every run (default: the model's, constant)")
-    p.add_argument("--train-images", type=positive_int, default=None)
-    p.add_argument("--test-images", type=positive_int, default=None)
+    p.add_argument("--train-images", type=cli.positive_int, default=None)
+    p.add_argument("--test-images", type=cli.positive_int, default=None)
     p.add_argument("--data", default=None, help="MNIST folder with the four IDX files (default $CONTDEPTH_DATA)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing; tabulate the finished runs in --out (missing ones: 'not run')")
@@ -54,8 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("argument --table-only: not allowed with --quick (it trains nothing)")
     if not args.table_only and not (args.data or os.environ.get("CONTDEPTH_DATA")):
         p.error("argument --data: no MNIST folder; pass --data DIR or set CONTDEPTH_DATA (nothing is downloaded)")
+    for name, value in QUICK.items() if args.quick else ():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.depths = args.depths or DEPTHS
     args.epochs = 1 if args.epochs is None else args.epochs
     return args
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import contdepth.plot as cplot  # noqa: E402  (first: selects matplotlib's Agg backend)
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
@@ -150,9 +164,10 @@ def plot_curves(results: dict[tuple[str, int], dict], args: argparse.Namespace, 
     cplot.save(fig, path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    start(args)
+def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = None) -> dict:
+    """Run (or resume) every (model, depth) and tabulate; ``args`` if already parsed, else ``parse_args(argv)``."""
+    args = args if args is not None else parse_args(argv)
+    cli.start(args)
     results = {(m, d): run_one(args, m, d) for m in args.models for d in args.depths}
     out = Path(args.out)
     md = table(results, args)
@@ -162,9 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {f"{m}-d{d}": {k: r[k] for k in ("model", "depth", "params", "epochs", "train_images", "test_acc",
                                                "wall_s", "command")}
                for (m, d), r in results.items() if r is not None}
-    print(finish(out, summary, [md.rstrip()]))
+    print(cli.finish(out, summary, [md.rstrip()]))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    main(args=ARGS)

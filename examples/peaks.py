@@ -25,19 +25,31 @@ finished one re-makes its figures and metrics without training again (delete the
 """
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.analysis import layer_spectra, loss_landscape, random_direction
-from contdepth.data import peaks
-from contdepth.cli import example_parser, finish, start
-from contdepth.train import evaluate, fit
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/peaks",
+                              quick_help="smaller data, fewer epochs and depths (CI, about 1 min)").parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.analysis import layer_spectra, loss_landscape, random_direction  # noqa: E402
+from contdepth.data import peaks  # noqa: E402
+from contdepth.train import evaluate, fit  # noqa: E402
 
 WIDTH, N_CLASSES = 8, 5
 FULL = {
@@ -47,7 +59,7 @@ FULL = {
 }
 QUICK = {
     "mode": "quick", "per_class": 200, "epochs": 25, "batch_size": 250, "lr": 1e-2,
-    "state_layers": [8, 32, 128], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
+    "state_layers": [8, 32], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
     "landscape_points": 11, "landscape_range": 1.0, "dopri5": True,
 }
 DOPRI5_TOL = {"rtol": 1e-4, "atol": 1e-6}
@@ -265,10 +277,8 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
     return result
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/peaks",
-                          quick_help="smaller data, fewer epochs and depths (CI, < 2 min)").parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     cfg = {**(QUICK if quick else FULL), "seed": args.seed}
     train_data, test_data = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
     cplot.save(cplot.scatter_classes(*train_data, s=3, title="peaks: training data"), out / "peaks_data.png")
@@ -281,8 +291,8 @@ def main() -> None:
     metrics["euler_vs_rk4"] = euler_vs_rk4(cfg, train_data, test_data, out, progress)
     metrics["two_step_vs_resnet"] = two_step_vs_resnet(cfg, train_data, test_data, out, progress)
     metrics["wall_s"] = time.perf_counter() - t0
-    print(finish(out, metrics, [f"done in {metrics['wall_s']:.1f} s"]))
+    print(cli.finish(out, metrics, [f"done in {metrics['wall_s']:.1f} s"]))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -13,27 +13,38 @@
 
 Writes DIR/metrics.json (atomically) and four PNG plots; see docs/THEORY.md for the numbers.
 """
-
 from __future__ import annotations
 
+import argparse
 import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-from contdepth import physics as ph
-from contdepth.cli import example_parser, finish, start
-from contdepth.data import circles
-from contdepth.lift import ZeroAugment
-from contdepth.plot import legend_outside, plain_log_ticks, save
-from contdepth.train import evaluate, fit
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="runs/physics",
+                              quick_help="fewer points, layers and iterations (CI)").parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+from contdepth import physics as ph  # noqa: E402
+from contdepth.data import circles  # noqa: E402
+from contdepth.lift import ZeroAugment  # noqa: E402
+from contdepth.plot import legend_outside, plain_log_ticks, save  # noqa: E402
+from contdepth.train import evaluate, fit  # noqa: E402
 
 F64 = torch.float64
 
@@ -241,10 +252,8 @@ def continuum_study(out: Path, *, quick: bool) -> dict:
             "observed_orders": orders, "wrong_drift_sign_max_rel_error": wrong_err}
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="runs/physics",
-                          quick_help="fewer points, layers and iterations (CI)").parse_args()
-    out = start(args)
+def main(args: argparse.Namespace) -> None:
+    out = cli.start(args)
     t_start = time.time()
     points, layers, iters, per_cell = (200, 10, 160, 16) if args.quick else (400, 20, 300, 32)
     field, training = train_circles(points=points, layers=layers, iters=iters, seed=args.seed,
@@ -262,7 +271,7 @@ def main() -> None:
     }
     metrics["seconds"] = time.time() - t_start
     h, d, p, c = (metrics[k] for k in ("hamiltonian", "density", "path_integral", "continuum_limit"))
-    print(finish(out, metrics, [
+    print(cli.finish(out, metrics, [
         f"circles model: train accuracy {training['train_accuracy']:.3f}, loss {training['train_loss']:.4f}",
         f"adjoint vs autograd: rel. error {h['adjoint_vs_autograd_rel_error']:.1e}; H jump vs prediction "
         f"{h['H_jump_rel_error']:.1e}; H change with time-independent theta {h['H_rel_change_time_independent']:.1e}",
@@ -273,4 +282,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

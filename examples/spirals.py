@@ -21,19 +21,30 @@ writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in D
 """
 from __future__ import annotations
 
+import argparse
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.analysis.memory import saved_tensor_bytes
-from contdepth.data import spirals
-from contdepth.lift import ZeroAugment
-from contdepth.cli import example_parser, finish, start
-from contdepth.train import evaluate, fit
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/spirals", quick_help="small data and few epochs (for CI)").parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.analysis.memory import saved_tensor_bytes  # noqa: E402
+from contdepth.data import spirals  # noqa: E402
+from contdepth.lift import ZeroAugment  # noqa: E402
+from contdepth.train import evaluate, fit  # noqa: E402
 
 T = 4.0
 FULL = {"n_train": 1000, "n_test": 1000, "epochs": 100}
@@ -96,9 +107,8 @@ def memory_rows(model: HamiltonianNet, x: torch.Tensor) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/spirals", quick_help="small data and few epochs (for CI)").parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     config = QUICK if quick else FULL
     train = spirals(config["n_train"], noise=0.05, seed=0)
     test = spirals(config["n_test"], noise=0.05, seed=1)
@@ -135,10 +145,10 @@ def main() -> None:
                              for g in ("backprop", "reversible")}, x=MEMORY_STEPS, logx=True, xlabel="leapfrog steps",
                             ylabel="saved for backward (KiB)", log=True,
                             title="memory: reversible vs backprop"), out / "memory.png")
-    print(finish(out, metrics, [f"{name:16s} params {m['params']:5d}  train {m['train_acc']:.3f}  test "
+    print(cli.finish(out, metrics, [f"{name:16s} params {m['params']:5d}  train {m['train_acc']:.3f}  test "
                                 f"{m['test_acc']:.3f}  train wall {m['train_wall_s']:.1f} s"
                                 for name, m in ((k, metrics[k]) for k in models)]))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

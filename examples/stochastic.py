@@ -20,21 +20,33 @@ writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in D
 """
 from __future__ import annotations
 
+import argparse
 import math
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.analysis import expected_calibration_error, mc_probabilities, predictive_entropy
-from contdepth.data import circles, spirals
-from contdepth.cli import example_parser, finish, start
-from contdepth.lift import ZeroAugment
-from contdepth.physics import fokker_planck_1d
-from contdepth.train import fit
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/stochastic", quick_help="few epochs and noise samples (for CI)"
+                              ).parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.analysis import expected_calibration_error, mc_probabilities, predictive_entropy  # noqa: E402
+from contdepth.data import circles, spirals  # noqa: E402
+from contdepth.lift import ZeroAugment  # noqa: E402
+from contdepth.physics import fokker_planck_1d  # noqa: E402
+from contdepth.train import fit  # noqa: E402
 
 T, KNOTS, STEPS, DIM = 4.0, 8, 16, 4
 NUS = (0.0, 0.05, 0.1, 0.3)
@@ -194,10 +206,8 @@ def plot_paths(model: StochasticNet, radii: torch.Tensor, labels: torch.Tensor, 
     cplot.save(fig, out / "paths.png")
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/stochastic", quick_help="few epochs and noise samples (for CI)"
-                          ).parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     config = QUICK if quick else FULL
     metrics: dict = {"quick": quick, "seed": args.seed, "config": config, "nus": NUS, "T": T, "steps": STEPS,
                      "knots": KNOTS}
@@ -232,8 +242,8 @@ def main() -> None:
     summary += [f"radius model t={row['t']:g}: L1(Fokker-Planck, histogram) {row[f'l1_fokker_planck_vs_{FINE_STEPS}_steps']:.3f} "
                 f"({FINE_STEPS} steps), {row[f'l1_fokker_planck_vs_network_{STEPS}_steps']:.3f} (the network's {STEPS}), "
                 f"mass {row['mass']:.6f}" for row in study["rows"]]
-    print(finish(out, metrics, summary))
+    print(cli.finish(out, metrics, summary))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from contdepth.data.mnist import MNIST_FILES, load_mnist, mnist_root, random_shift
-from contdepth.models import MNIST_MODELS, build_mnist_model
+from contdepth.models import BLOCKS, MNIST_MODELS, build_mnist_model
 
 from conftest import MNIST_DIR as DATA
 from conftest import need_mnist
@@ -44,6 +45,8 @@ def small():
 
 
 def _load_runner():
+    if str(REPO / "examples") not in sys.path:  # the examples import their sibling _cli.py
+        sys.path.insert(0, str(REPO / "examples"))
     spec = importlib.util.spec_from_file_location("mnist_example", REPO / "examples" / "mnist.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -270,13 +273,21 @@ def test_quick_run_end_to_end(tmp_path):
     assert m["test_acc"] == saved["test_acc"]
 
 
-# cubic's --quick is the suite's longest test (about 2 minutes: 40,000 images, docs/RESULTS.md)
 @pytest.mark.parametrize("name", MNIST_MODELS)
 def test_quick_run_of_every_model_learns(name, tmp_path):
-    """``--quick`` (CI) with each model's defaults: above 85 % test accuracy (chance: 10 %)."""
-    m = _load_runner().main(["--model", name, "--quick", "--no-progress", "--data", str(DATA),
-                             "--out", str(tmp_path / name)])
-    assert m["test_acc"] > 0.85, f"{name}: {m['test_acc']:.4f}"
+    """``--quick`` (CI) with each model's defaults: above the example's QUICK_MIN_ACCURACY (85 %; the
+    cubic net, on 8,000 images, 60 %; chance: 10 %)."""
+    runner = _load_runner()
+    m = runner.main(["--model", name, "--quick", "--no-progress", "--data", str(DATA), "--out", str(tmp_path / name)])
+    assert m["test_acc"] > runner.QUICK_MIN_ACCURACY[name], f"{name}: {m['test_acc']:.4f}"
+
+
+def test_quick_without_a_model_runs_the_default_model(tmp_path):
+    """``python examples/mnist.py --quick`` needs no ``--model``: it trains the documented default."""
+    runner = _load_runner()
+    args = runner.parse_args(["--quick", "--data", str(DATA), "--out", str(tmp_path)])
+    assert args.model == runner.DEFAULT_MODEL == "resnet" and args.train_images == runner.QUICK["resnet"]["train_images"]
+    assert (runner.MODELS, runner.BLOCKS) == (MNIST_MODELS, BLOCKS)  # spelled out in the example: the same names
 
 
 def test_runner_resume_equals_uninterrupted(tmp_path):
@@ -362,6 +373,7 @@ def test_cubic_gamma_has_its_own_learning_rate(capsys):
 
 
 def test_sweep_writes_table_and_plot(tmp_path):
+    _load_runner()
     spec = importlib.util.spec_from_file_location("mnist_sweep", REPO / "examples" / "mnist_sweep.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "physics.py"
 
 @pytest.fixture(scope="module")
 def example():
+    if str(EXAMPLE.parent) not in sys.path:  # the examples import their sibling _cli.py
+        sys.path.insert(0, str(EXAMPLE.parent))
     spec = importlib.util.spec_from_file_location("physics_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
