@@ -50,7 +50,7 @@ def check_solver(method, *, steps: int | None = None, gradient: str = "backprop"
     for arg, value in (("rtol", rtol), ("atol", atol)):
         if value is None:
             continue
-        if not adaptive:
+        if not adaptive and not getattr(stepper, "tolerances", False):  # implicit_adams: its corrector's
             raise ValueError(f"{arg} is for adaptive methods; method={name!r} is fixed-step and would ignore it "
                              f"(got {arg}={value!r})")
         _positive(arg, value)
@@ -221,8 +221,12 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     stepper = get_stepper(method)
     rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
     adaptive = getattr(stepper, "adaptive", False)
-    options = _check_options(options, ADAPTIVE_OPTIONS if adaptive else FIXED_OPTIONS, f"options for method "
+    own = tuple(getattr(stepper, "options", ()))  # a stepper's own options (the Adams methods' max_order, ...)
+    options = _check_options(options, (ADAPTIVE_OPTIONS if adaptive else FIXED_OPTIONS) + own, f"options for method "
                              f"{getattr(stepper, 'name', method)!r}")
+    if own:
+        tolerances = dict(rtol=rtol, atol=atol) if getattr(stepper, "tolerances", False) else {}
+        stepper = stepper.with_options(**{k: options.pop(k) for k in own if k in options}, **tolerances)
     adjoint_options = _check_options(adjoint_options, ("norm",) + (ADAPTIVE_OPTIONS if adaptive else ()),
                                      "adjoint_options")
     if adjoint_options and gradient != "adjoint":

@@ -50,14 +50,22 @@ class RungeKutta:
         error = weighted(h, tab.b_error, ks) if self.adaptive else None
         return y1, ((ks[-1],) if self.fsal else ()), error, ks
 
-    def _stages(self, term: Term, t: float, h: float, y: State, state: tuple) -> tuple[list[State], list[State]]:
-        """The stage derivatives k_i and the states Y_i = y + h sum_j a_ij k_j they were taken at."""
+    def step_from(self, term: Term, t: float, h: float, y: State, f0: State) -> State:
+        """y1 of one step of a fixed-step tableau whose first stage f(t, y) = ``f0`` is known
+        (a multistep method's start, which has evaluated it already)."""
+        ks, _ = self._stages(term, t, h, y, (f0,), first=True)
+        return add(y, weighted(h, self.tableau.b, ks))
+
+    def _stages(self, term: Term, t: float, h: float, y: State, state: tuple,
+                first: bool = False) -> tuple[list[State], list[State]]:
+        """The stage derivatives k_i and the states Y_i = y + h sum_j a_ij k_j they were taken at
+        (k_0 = state[0] for an FSAL tableau, or when ``first``)."""
         ks: list[State] = []
         inputs: list[State] = []
         for i, row in enumerate(self.tableau.a):
             yi = combine(y, h, row, ks)
             inputs.append(yi)
-            if i == 0 and self.fsal:
+            if i == 0 and (self.fsal or first):
                 ks.append(state[0])
             else:
                 ti, side = self._stage_time(t, h, i)
@@ -104,7 +112,10 @@ class RungeKutta:
 
     def interpolate(self, y0: State, y1: State, ks: list[State], h: float, s: float) -> State:
         """Dense output at t + s h: linear for fixed-step methods (torchdiffeq's choice); for an
-        embedded pair the 4th-order polynomial through y0, y1, y(t + h/2), f0 and f1."""
+        FSAL pair the 4th-order polynomial through y0, y1, y(t + h/2), f0 and f1; for a pair with
+        ``dense`` weights y0 + h sum_i b_i(s) k_i, b_i(s) = sum_p w_ip s^p."""
+        if self.tableau.dense is not None:
+            return combine(y0, h, [sum(w * s ** (p + 1) for p, w in enumerate(row)) for row in self.tableau.dense], ks)
         if self.tableau.mid is None:
             return lerp(y0, y1, s)
         y_mid = combine(y0, h, self.tableau.mid, ks)

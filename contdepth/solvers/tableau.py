@@ -1,15 +1,79 @@
 """Explicit Runge-Kutta methods as validated data: a Butcher tableau (c, A, b) per method.
 
 Adaptive pairs add the error weights ``b_error`` = b - b_hat (b_hat the embedded solution of
-the other order) and ``mid``, the weights of y(t + h/2) used for dense output (the 4th-order
-interpolant through y0, y1, y(t + h/2), f0, f1 that torchdiffeq also uses). The checks below
-run on import, so a mistyped coefficient fails at once, not as a lost order of accuracy.
+the other order) and dense output: ``mid``, the weights of y(t + h/2) (the 4th-order
+interpolant through y0, y1, y(t + h/2), f0, f1 that torchdiffeq also uses; FSAL pairs), or
+``dense``, polynomial weights b_i(s) of a continuous extension (pairs that are not FSAL). The
+checks below run on import, so a mistyped coefficient fails at once, not as a lost order of
+accuracy: besides the shape and the row sums, b must satisfy Butcher's order conditions
+sum_i b_i Phi_i(tau) = 1/gamma(tau) for every rooted tree tau of order <= ``order``, b_hat for
+order - 1, ``mid`` those of y(t + h/2) for min(order - 1, 4) (the quartic through it is 4th
+order), and ``dense`` those of y(t + s h) up to its
+degree (at most ``order``).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+# Sums and order conditions hold to this, relative (the worst of the tableaux below: 1.1e-14, the
+# order-4 conditions of tsit5's mid); a mistyped digit breaks them by far more.
 _TOL = 1e-12
+
+
+@functools.lru_cache(maxsize=None)
+def rooted_trees(order: int) -> tuple[tuple, ...]:
+    """The rooted trees with ``order`` nodes, each as the sorted tuple of its root's subtrees."""
+    if order == 1:
+        return ((),)
+    grown = set()
+    for tree in rooted_trees(order - 1):
+        grown.update(_grow(tree))
+    return tuple(sorted(grown))
+
+
+def _grow(tree: tuple) -> set[tuple]:
+    """Every tree made from ``tree`` by attaching one new leaf to one of its nodes."""
+    out = {tuple(sorted(tree + ((),)))}
+    for i, child in enumerate(tree):
+        for bigger in _grow(child):
+            out.add(tuple(sorted(tree[:i] + (bigger,) + tree[i + 1:])))
+    return out
+
+
+def _size(tree: tuple) -> int:
+    return 1 + sum(_size(t) for t in tree)
+
+
+def _density(tree: tuple) -> int:
+    """gamma(tau) = |tau| prod gamma(subtrees): y's Taylor term of tau is h^|tau| / gamma."""
+    out = _size(tree)
+    for t in tree:
+        out *= _density(t)
+    return out
+
+
+def _weights(tree: tuple, a: tuple[tuple[float, ...], ...]) -> list[float]:
+    """Phi_i(tau) = prod over subtrees sigma of sum_j a_ij Phi_j(sigma) (1 for the single node)."""
+    phi = [1.0] * len(a)
+    for sub in tree:
+        inner = _weights(sub, a)
+        phi = [p * sum(aij * inner[j] for j, aij in enumerate(row)) for p, row in zip(phi, a)]
+    return phi
+
+
+def _order_failure(a: tuple[tuple[float, ...], ...], weights: tuple[float, ...], order: int,
+                   scale=lambda n: 1.0) -> str | None:
+    """The first order condition sum_i w_i Phi_i(tau) = scale(|tau|) / gamma(tau), |tau| <= order,
+    that ``weights`` violate (relative to max(1/gamma, sum_i |w_i Phi_i|)), or None. ``scale``:
+    1 for a step's weights, s^n for y(t + s h), [n = p] for the s^p coefficients of a dense output."""
+    for n in range(1, order + 1):
+        for tree in rooted_trees(n):
+            terms = [w * p for w, p in zip(weights, _weights(tree, a))]
+            want = scale(n) / _density(tree)
+            if abs(sum(terms) - want) > _TOL * max(want, sum(abs(x) for x in terms)):
+                return f"the order-{n} condition of tree {tree} (sum = {sum(terms)!r}, want {want!r})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -17,6 +81,8 @@ class ButcherTableau:
     """Stage i evaluates f at t + c_i h on y + h sum_j a_ij k_j; the step is y + h sum_i b_i k_i.
 
     ``order`` is the convergence order of the propagated solution (read by the order tests).
+    ``dense[i]`` = (w_i1, w_i2, ...): the dense output y(t + s h) = y + h sum_i b_i(s) k_i with
+    b_i(s) = sum_p w_ip s^p, for embedded pairs that are not FSAL (FSAL pairs use ``mid``).
     """
 
     name: str
@@ -26,6 +92,7 @@ class ButcherTableau:
     b: tuple[float, ...]
     b_error: tuple[float, ...] | None = None
     mid: tuple[float, ...] | None = None
+    dense: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         s = len(self.c)
@@ -43,6 +110,43 @@ class ButcherTableau:
                 raise ValueError(f"{self.name}: {name} needs {s} weights summing to {total}, got {weights}")
         if self.mid is not None and not self.fsal:
             raise ValueError(f"{self.name}: dense output needs f at the step's end, i.e. an FSAL tableau")
+        self._check_dense()
+        self._check_orders()
+
+    def _check_dense(self) -> None:
+        if self.dense is None:
+            if self.adaptive and self.mid is None:
+                raise ValueError(f"{self.name}: an embedded pair needs dense output: mid (FSAL) or dense weights")
+            return
+        if self.mid is not None or not self.adaptive or self.fsal:
+            raise ValueError(f"{self.name}: dense weights are for embedded pairs that are not FSAL "
+                             "(FSAL pairs use mid; fixed-step methods interpolate linearly)")
+        degree = len(self.dense[0]) if self.dense else 0
+        if len(self.dense) != len(self.c) or degree == 0 or any(len(row) != degree for row in self.dense):
+            raise ValueError(f"{self.name}: dense needs {len(self.c)} rows of the same positive length (the "
+                             f"coefficients of s, s^2, ...), got {self.dense}")
+        for i, (row, bi) in enumerate(zip(self.dense, self.b)):
+            if abs(sum(row) - bi) > _TOL * max(1.0, sum(abs(x) for x in row)):
+                raise ValueError(f"{self.name}: dense row {i} sums to {sum(row)}, but b_{i} = {bi} "
+                                 "(the dense output must end on y1)")
+
+    def _check_orders(self) -> None:
+        checks = [("b", self.b, self.order, lambda n: 1.0)]
+        if self.b_error is not None:
+            b_hat = tuple(b - e for b, e in zip(self.b, self.b_error))
+            checks.append(("b - b_error", b_hat, self.order - 1, lambda n: 1.0))
+        if self.mid is not None:
+            checks.append(("mid", self.mid, min(self.order - 1, 4), lambda n: 0.5 ** n))
+        if self.dense is not None:
+            degree = len(self.dense[0])
+            for p in range(1, degree + 1):
+                checks.append((f"dense (coefficients of s^{p})", tuple(row[p - 1] for row in self.dense),
+                               min(degree, self.order), lambda n, p=p: float(n == p)))
+        for name, weights, order, scale in checks:
+            failure = _order_failure(self.a, weights, order, scale)
+            if failure is not None:
+                raise ValueError(f"{self.name}: {name} fails {failure}: a mistyped coefficient, or the "
+                                 f"declared order {self.order} is too high")
 
     @property
     def stages(self) -> int:
@@ -135,3 +239,87 @@ TSIT5 = ButcherTableau(
     b=_TS_B, b_error=tuple(b - bh for b, bh in zip(_TS_B, _TS_B_HAT)), mid=_tsit5_mid())
 
 TABLEAUX = {t.name: t for t in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5)}
+
+# The explicit methods of torchdiffeq (fixed_grid.py, adaptive_heun.py, fehlberg2.py, dopri8.py).
+HEUN2 = ButcherTableau("heun2", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(1 / 2, 1 / 2))
+HEUN3 = ButcherTableau("heun3", 3, c=(0.0, 1 / 3, 2 / 3), a=((), (1 / 3,), (0.0, 2 / 3)), b=(1 / 4, 0.0, 3 / 4))
+# The 3/8 rule (Kutta 1901), torchdiffeq's rk4 step, which its Adams methods start with.
+RK38 = ButcherTableau("rk38", 4, c=(0.0, 1 / 3, 2 / 3, 1.0), a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+                      b=(1 / 8, 3 / 8, 3 / 8, 1 / 8))
+
+# Heun 2(1) and Fehlberg 1(2) are not FSAL. Their dense output is the quadratic with
+# p(0) = y0, p'(0) = h f0, p(1) = y1: b_i(s) = [i = 0] s + (b_i - [i = 0]) s^2, second order like the
+# methods (torchdiffeq's quartic there takes the last stage, evaluated at the Euler or first-order
+# predictor, as f1, and a first-order y(t + h/2)).
+ADAPTIVE_HEUN = ButcherTableau(
+    "adaptive_heun", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(1 / 2, 1 / 2), b_error=(1 / 2, -1 / 2),
+    dense=((1.0, -1 / 2), (0.0, 1 / 2)))
+_FE_B = (1 / 512, 255 / 256, 1 / 512)
+FEHLBERG2 = ButcherTableau(
+    "fehlberg2", 2, c=(0.0, 1 / 2, 1.0), a=((), (1 / 2,), (1 / 256, 255 / 256)), b=_FE_B,
+    b_error=(-1 / 512, 0.0, 1 / 512), dense=((1.0, _FE_B[0] - 1), (0.0, _FE_B[1]), (0.0, _FE_B[2])))
+
+
+# Dormand-Prince 8(7) (Prince & Dormand 1981, RK8(7)13M, as torchdiffeq dopri8.py): 13 stages, the
+# 8th-order solution propagated, plus f(t + h, y1) as a 14th, FSAL stage.
+def _dopri8_mid() -> tuple[float, ...]:
+    """The weights of y(t + h/2): the 7th-order continuous extension b_i(x) at x = 1/2."""
+    polys = {0: (-6.3448349392860401388, 22.1396504998094068976, -30.0610568289666450593, 19.9990069333683970610,
+                 -6.6910181737837595697, 1.0),
+             5: (-39.6107919852202505218, 116.4422149550342161651, -121.4999627731334642623,
+                 52.2273532792945524050, -7.6142658045872677172, 0.0),
+             6: (20.3761213808791436958, -67.1451318825957197185, 83.1721004639847717481, -46.8919164181093621583,
+                 10.7281392630428866124, 0.0),
+             7: (7.3347098826795362023, -16.5672243527496524646, 9.5724507555993664382, -0.1890893225010595467,
+                 0.5526637063753648783, 0.0),
+             8: (32.8801774352459155182, -89.9916014847245016028, 87.8406057677205645007, -35.7075975946222072821,
+                 4.2186562625665153803, 0.0),
+             9: (-10.1588990526426760954, 22.6237489648532849093, -17.4152107770762969005, 6.2736448083240352160,
+                 -0.6627209125361597559, 0.0),
+             10: (-12.5401268098782561200, 32.2362340167355370113, -28.5903289514790976966,
+                  10.3160881272450748458, -1.2636789001135462218, 0.0),
+             11: (29.5553001484516038033, -82.1020315488359848644, 81.6630950584341412934, -34.7650769866611817349,
+                  5.4106037898590422230, 0.0),
+             12: (-41.7923486424390588923, 116.2662185791119533462, -114.9375291377009418170,
+                  47.7457971078225540396, -7.0321379067945741781, 0.0),
+             13: (20.3006925822100825485, -53.9020777466385396792, 50.2558364226176017553, -19.0082099341608028453,
+                  2.3537586759714983486, 0.0)}
+    x = 0.5  # b_i(x) = x (p5 x^5 + p4 x^4 + p3 x^3 + p2 x^2 + p1 x + p0)
+    return tuple(x * sum(coef * x ** (5 - k) for k, coef in enumerate(polys[i])) if i in polys else 0.0
+                 for i in range(14))
+
+
+_D8_B = (14005451 / 335480064, 0.0, 0.0, 0.0, 0.0, -59238493 / 1068277825, 181606767 / 758867731,
+         561292985 / 797845732, -1041891430 / 1371343529, 760417239 / 1151165299, 118820643 / 751138087,
+         -528747749 / 2220607170, 1 / 4, 0.0)
+_D8_B_HAT = (13451932 / 455176623, 0.0, 0.0, 0.0, 0.0, -808719846 / 976000145, 1757004468 / 5645159321,
+             656045339 / 265891186, -3867574721 / 1518517206, 465885868 / 322736535, 53011238 / 667516719, 2 / 45,
+             0.0, 0.0)
+DOPRI8 = ButcherTableau(
+    "dopri8", 8,
+    c=(0.0, 1 / 18, 1 / 12, 1 / 8, 5 / 16, 3 / 8, 59 / 400, 93 / 200, 5490023248 / 9719169821, 13 / 20,
+       1201146811 / 1299019798, 1.0, 1.0, 1.0),
+    a=((), (1 / 18,), (1 / 48, 1 / 16), (1 / 32, 0.0, 3 / 32), (5 / 16, 0.0, -75 / 64, 75 / 64),
+       (3 / 80, 0.0, 0.0, 3 / 16, 3 / 20),
+       (29443841 / 614563906, 0.0, 0.0, 77736538 / 692538347, -28693883 / 1125000000, 23124283 / 1800000000),
+       (16016141 / 946692911, 0.0, 0.0, 61564180 / 158732637, 22789713 / 633445777, 545815736 / 2771057229,
+        -180193667 / 1043307555),
+       (39632708 / 573591083, 0.0, 0.0, -433636366 / 683701615, -421739975 / 2616292301, 100302831 / 723423059,
+        790204164 / 839813087, 800635310 / 3783071287),
+       (246121993 / 1340847787, 0.0, 0.0, -37695042795 / 15268766246, -309121744 / 1061227803,
+        -12992083 / 490766935, 6005943493 / 2108947869, 393006217 / 1396673457, 123872331 / 1001029789),
+       (-1028468189 / 846180014, 0.0, 0.0, 8478235783 / 508512852, 1311729495 / 1432422823,
+        -10304129995 / 1701304382, -48777925059 / 3047939560, 15336726248 / 1032824649,
+        -45442868181 / 3398467696, 3065993473 / 597172653),
+       (185892177 / 718116043, 0.0, 0.0, -3185094517 / 667107341, -477755414 / 1098053517,
+        -703635378 / 230739211, 5731566787 / 1027545527, 5232866602 / 850066563, -4093664535 / 808688257,
+        3962137247 / 1805957418, 65686358 / 487910083),
+       (403863854 / 491063109, 0.0, 0.0, -5068492393 / 434740067, -411421997 / 543043805, 652783627 / 914296604,
+        11173962825 / 925320556, -13158990841 / 6184727034, 3936647629 / 1978049680, -160528059 / 685178525,
+        248638103 / 1413531060, 0.0),
+       _D8_B[:13]),
+    b=_D8_B, b_error=tuple(b - bh for b, bh in zip(_D8_B, _D8_B_HAT)), mid=_dopri8_mid())
+
+# Kept apart from TABLEAUX (whose tests pick step ranges for orders 1 to 5 and FSAL pairs);
+# tests/test_methods_explicit.py checks these.
+MORE_TABLEAUX = {t.name: t for t in (HEUN2, HEUN3, ADAPTIVE_HEUN, FEHLBERG2, DOPRI8)}
