@@ -20,9 +20,10 @@ Jacobian it reuses.
 Jacobian reuse (dense Newton). The stepper's state is (J,), J = df/dy taken at the start of an
 earlier step; the step's LU factors are kept while J and h are unchanged. A step whose Newton
 iteration fails with a reused J retries with a fresh one at (t, y); a step whose contraction ratio
-exceeded ``refresh_rate`` hands on the empty state (), so the next step takes a fresh J. A step
-that fails with a fresh J is rejected (adaptive: error estimate inf, the controller shrinks h;
-``max_failures`` in a row, or any failure of a fixed step, is a SolverError naming t and h).
+exceeded ``refresh_rate`` hands on the empty state (), so the next step takes a fresh J. An
+adaptive step that fails with a fresh J is rejected (error estimate inf: the controller shrinks h;
+``max_failures`` failures in a row are a SolverError naming t and h); a fixed step retries with
+full Newton (a Jacobian at every iterate), then raises the SolverError.
 
 A term may provide ``coupled_drift(t, side, y) -> (n, fn)``: only the first n tensors of the
 state feed f, fn maps those to their derivatives and is traceable by :mod:`torch.func`; the
@@ -134,11 +135,13 @@ class ImplicitRungeKutta:
         jac, fresh = (state[0] if state else None), False
         if dense and jac is None:
             jac, fresh = self._jacobian(term, t, d, y), True
-        while True:
-            attempt = (self._dirk if self.tableau.diagonally_implicit else self._full)(term, t, h, y, jac, m)
-            if attempt is not None or not dense or fresh:
-                break
+        run = self._dirk if self.tableau.diagonally_implicit else self._full
+        attempt = run(term, t, h, y, jac, m, False)
+        if attempt is None and dense and not fresh:
             jac, fresh = self._jacobian(term, t, d, y), True
+            attempt = run(term, t, h, y, jac, m, False)
+        if attempt is None and dense and not self.adaptive:  # a fixed step's last resort: full Newton
+            attempt = run(term, t, h, y, jac, m, True)
         if attempt is None:
             return self._failed(t, h, y, state)
         self._failures = 0
@@ -226,8 +229,9 @@ class ImplicitRungeKutta:
 
     # -- diagonally implicit: one stage at a time ---------------------------------------------
 
-    def _dirk(self, term: Term, t: float, h: float, y: State, jac: torch.Tensor | None, m: int):
-        """(k_i, y1, largest contraction ratio), or None when a stage's Newton iteration failed."""
+    def _dirk(self, term: Term, t: float, h: float, y: State, jac: torch.Tensor | None, m: int, exact: bool):
+        """(k_i, y1, largest contraction ratio), or None when a stage's Newton iteration failed
+        (``exact``: full Newton, a Jacobian at every iterate, instead of ``jac``)."""
         tab, opts, grad = self.tableau, self.newton_options, torch.is_grad_enabled()
         ks: list[State] = []
         stage_y: State = y
@@ -247,7 +251,7 @@ class ImplicitRungeKutta:
                 guess = self._guess(i, ks)
                 x0 = b if guess is None else b + hg * _flat(guess).detach()
                 _, fn = self._drift(term, ti, side, y)
-                solve = self._dirk_solver(jac, hg, m, fn)
+                solve = self._exact_solver(term, [fn], hg, m) if exact else self._dirk_solver(jac, hg, m, fn)
                 if solve is None:
                     return None
                 probe = _Probe(full, grad)
@@ -264,11 +268,26 @@ class ImplicitRungeKutta:
         return ks, y1, worst
 
     def _guess(self, i: int, ks: list[State]) -> State | None:
-        """The first guess of k_i: the tableau's predictor, else the previous stage's k, else none."""
+        """The first guess of k_i: the tableau's predictor, else none (Y_i starts at y + h sum_{j<i} a_ij k_j;
+        the previous stage's k overshoots on stiff problems)."""
         pred = self.tableau.predictor
-        if pred is not None and i > 0:
-            return weighted(1.0, pred[i], ks)
-        return ks[-1] if ks else None
+        return weighted(1.0, pred[i], ks) if pred is not None and i > 0 else None
+
+    def _exact_solver(self, term: Term, fns: list[Flat], scale: torch.Tensor | float, m: int):
+        """Full Newton: dX = M^{-1} R with M = I - scale_ij J(X_j) from Jacobians at the iterate X
+        (one stage with scale h a_ii, or all with scale h A)."""
+        def solve(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            xs, rs = (x[None], r[None]) if x.dim() == 1 else (x, r)
+            s = len(fns)
+            _count(term, "jacobians", s)
+            jacs = [dense_jacobian(f, xi[:m]) for f, xi in zip(fns, xs)]
+            coef = scale if isinstance(scale, torch.Tensor) else torch.full((1, 1), scale, dtype=x.dtype)
+            mat = torch.eye(s * m, dtype=x.dtype, device=x.device) - torch.cat(
+                [torch.cat([coef[i, j] * jacs[j] for j in range(s)], 1) for i in range(s)])
+            dc, info = torch.linalg.solve_ex(mat, rs[:, :m].reshape(-1))
+            dc = dc if int(info) == 0 else torch.full_like(dc, math.nan)
+            return torch.cat([dc.view(s, m), rs[:, m:]], dim=1).view_as(r)
+        return solve
 
     def _dirk_solver(self, jac: torch.Tensor | None, hg: float, m: int, fn: Flat):
         """dx = M^{-1} r with M = I - h a_ii J on the coupled part, I on the rest (None: M is singular)."""
@@ -292,7 +311,7 @@ class ImplicitRungeKutta:
 
     # -- fully implicit: all stages at once ----------------------------------------------------
 
-    def _full(self, term: Term, t: float, h: float, y: State, jac: torch.Tensor | None, m: int):
+    def _full(self, term: Term, t: float, h: float, y: State, jac: torch.Tensor | None, m: int, exact: bool):
         """(k_i, y1, contraction ratio) of a fully implicit tableau, or None when Newton failed."""
         tab, opts, grad = self.tableau, self.newton_options, torch.is_grad_enabled()
         y_flat = _flat(y)
@@ -304,7 +323,7 @@ class ImplicitRungeKutta:
             yb = y_flat.detach()
             x0 = yb.expand(tab.stages, -1).clone()
             fns = [self._drift(term, ti, side, y)[1] for ti, side in stage]
-            solve = self._full_solver(jac, h * a, m, fns)
+            solve = self._exact_solver(term, fns, h * a, m) if exact else self._full_solver(jac, h * a, m, fns)
             if solve is None:
                 return None
             probe = _Probe(F, grad)
