@@ -73,21 +73,23 @@ def test_odeint_adjoint_takes_a_closure():
     assert abs(dk.item() - 2 * (-1.0) * torch.exp(-k).item()) < 1e-9  # d/dk 2 e^{-k}
 
 
+@pytest.mark.parametrize("steps", [10, 1])  # one step: its backward step is the first and the last
 @pytest.mark.parametrize("gradient", ["checkpoint", "adjoint"])
-def test_tensor_used_only_later_is_an_error_naming_adjoint_params(gradient):
+def test_tensor_used_only_later_is_an_error_naming_adjoint_params(gradient, steps):
     k = torch.tensor(0.5, dtype=DT, requires_grad=True)
     func = lambda t, y: -y * (k if t > 0.5 else 1.0)  # an evaluation at t0 does not see k
     y0 = _y0(requires_grad=True)
-    y1 = cd.solve(func, y0, t0=0.0, t1=1.0, method="rk4", steps=10, gradient=gradient).y1
+    y1 = cd.solve(func, y0, t0=0.0, t1=1.0, method="rk4", steps=steps, gradient=gradient).y1
     with pytest.raises(RuntimeError, match="adjoint_params"):
         y1.sum().backward()
 
 
-def test_reversible_tensor_used_only_later_is_an_error_naming_adjoint_params():
+@pytest.mark.parametrize("steps", [10, 1])
+def test_reversible_tensor_used_only_later_is_an_error_naming_adjoint_params(steps):
     k = torch.tensor(0.5, dtype=DT, requires_grad=True)
     func = lambda t, s: (s[1], -s[0] * (k if t > 0.5 else 1.0))
     q0 = torch.ones(3, dtype=DT, requires_grad=True)
-    q1, _ = cd.solve(func, (q0, torch.zeros(3, dtype=DT)), t0=0.0, t1=1.0, method="leapfrog", steps=10,
+    q1, _ = cd.solve(func, (q0, torch.zeros(3, dtype=DT)), t0=0.0, t1=1.0, method="leapfrog", steps=steps,
                      gradient="reversible").y1
     with pytest.raises(RuntimeError, match="adjoint_params"):
         q1.sum().backward()
