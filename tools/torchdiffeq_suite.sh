@@ -64,16 +64,17 @@ class Counting(unittest.TestResult):
 
     addError = addFailure = _fail
 
+    def stopTest(self, test):
+        super().stopTest(test)
+        p, f = counts[test.id()]
+        print(f"{test.id()}: {p} passed, {f} failed" + (f"  (first: {first_error[test.id()]})"
+                                                        if test.id() in first_error else ""), flush=True)
+
 
 suite = unittest.defaultTestLoader.loadTestsFromNames(names)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     suite.run(Counting())
-total = [0, 0]
-for name in sorted(counts):
-    p, f = counts[name]
-    total[0] += p
-    total[1] += f
-    print(f"{name}: {p} passed, {f} failed" + (f"  (first: {first_error[name]})" if name in first_error else ""))
-print(f"TOTAL: {total[0]} passed, {total[1]} failed (subtests)")
+passed, failed = sum(p for p, _ in counts.values()), sum(f for _, f in counts.values())
+print(f"TOTAL: {passed} passed, {failed} failed (subtests)")
 PY
