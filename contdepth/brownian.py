@@ -167,8 +167,9 @@ class BrownianPath:
     def _values(self, x: torch.Tensor) -> torch.Tensor:
         """W (float64, shape (len(x), numel)) at positions x in [0, 2^L] (units of T 2^-L): the
         series of the module docstring, its terms added level by level in order, the root last.
-        The nodes of the top d levels (2^d - 1 < 2 len(x) of them) are drawn once as a table;
-        below, each level that some time needs (a nonzero tent) gets one node per time."""
+        The nodes of the top d levels (2^d - 1 < 2 len(x) of them, the last one needed by some
+        time) are drawn once as a table; below, each level that some time needs (a nonzero
+        weight) gets one node per time."""
         points, levels, blocks = x.numel(), self.levels + 1, self._blocks
         cell = x.to(torch.int64).clamp_(0, int(self._top) - 1)       # floor (x >= 0)
         frac = x - cell                                                 # in [0, 1]; 1 only at t1
@@ -177,12 +178,15 @@ class BrownianPath:
         weight = (1.0 - (2.0 * inside - 1.0).abs()).mul_(self._scale)  # sqrt(T 2^-l)/2 tent
         weight[:, -1] = (frac * (1.0 - frac)).pow_(0.5).mul_(2 * self._scale[-1])   # sqrt(T 2^-L theta (1 - theta))
         node += self._first                                             # node numbers 2^l + k_l
+        active = weight.any(0).tolist()                                # levels some time needs
         dense = min(levels, points.bit_length())
+        while dense and not active[dense - 1]:
+            dense -= 1                                                  # e.g. the level a dyadic grid ends on
         table = philox_normals(torch.arange(1, 1 << dense, device=self.device), blocks, self._key)
         w = torch.zeros(4, points, blocks, dtype=torch.float64, device=self.device)
         for level in range(dense):
             w += table.index_select(1, node[:, level] - 1).mul_(weight[None, :, level, None])
-        deep = [dense + int(i) for i in weight[:, dense:].any(0).nonzero()]
+        deep = [level for level in range(dense, levels) if active[level]]
         if deep:
             node, weight = node[:, deep], weight[:, deep]
             step = max(1, _CHUNK // (len(deep) * 4 * blocks))
