@@ -82,7 +82,8 @@ def _positive(name: str, value: object) -> float:
 
 def check_y0(y0: object) -> State:
     """``y0`` if it is a floating, finite tensor or non-empty tuple of such (on a real device), else a
-    TypeError/ValueError naming it (and the component of a tuple)."""
+    TypeError/ValueError naming it (and the component of a tuple). Under ``torch.compile`` the
+    finiteness check is an assertion inside the graph: a RuntimeError when the graph runs."""
     if not isinstance(y0, (torch.Tensor, tuple)) or (isinstance(y0, tuple) and not y0):
         raise TypeError(f"y0 must be a torch.Tensor or a non-empty tuple of tensors, got {type(y0).__name__}")
     for i, x in enumerate(leaves(y0) if isinstance(y0, tuple) else [y0]):
@@ -95,7 +96,10 @@ def check_y0(y0: object) -> State:
             raise ValueError(f"{name} is on the meta device: it has a shape but no values to integrate")
         if x.numel() == 0:
             raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): there is nothing to integrate")
-    if not all_finite(y0):
+    if torch.compiler.is_compiling():  # traced: an assertion inside the graph (RuntimeError), not a graph break
+        for x in leaves(y0) if isinstance(y0, tuple) else [y0]:
+            torch._assert_async(torch.isfinite(x).all(), "y0 must be finite; it contains NaN or inf")
+    elif not all_finite(y0):
         raise ValueError("y0 must be finite; it contains NaN or inf")
     return y0
 

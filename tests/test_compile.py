@@ -131,3 +131,25 @@ def test_compiled_solve_with_the_step_count_as_an_argument():
         for method in ("euler", "rk4"):
             for steps in (4, 8, 5, 4):
                 assert torch.equal(compiled(x, steps, method), solve(x, steps, method)), (method, steps)
+
+
+@pytest.mark.filterwarnings("error:Dynamo detected a call to a `functools.lru_cache`")
+def test_compiled_solve_checks_y0_inside_the_graph_and_traces_no_lru_cache():
+    """Under compile, solve's finiteness check of y0 is an assertion in the graph (eagerly it is a
+    bool of a tensor: a graph break on every call) and a NaN y0 still fails; the uniform grid's times
+    are a trace-time constant, so dynamo does not trace (and warn about) their lru_cache."""
+    import torch._dynamo.utils as dynamo_utils
+
+    torch._dynamo.reset()
+    dynamo_utils.warn_once_cache.clear()
+    field, x = _field("dense")
+    x = x.detach()
+    solve = lambda y: cd.odesolve(field, y, method="rk4", steps=4)  # noqa: E731
+    explained = torch._dynamo.explain(solve)(x)
+    stacks = ["".join(str(frame) for frame in reason.user_stack) for reason in explained.break_reasons]
+    assert not any("check_y0" in stack for stack in stacks), stacks
+    compiled = torch.compile(solve, backend="aot_eager")
+    with torch.no_grad():
+        assert torch.equal(compiled(x), solve(x))
+        with pytest.raises(RuntimeError, match="y0 must be finite"):
+            compiled(torch.where(x > 0, x, torch.nan))

@@ -82,8 +82,8 @@ class FixedGrid:
     def uniform(cls, t0: float, t1: float, steps: int) -> "FixedGrid":
         # under torch.compile a step count that changed between calls arrives as a SymInt, which
         # Fraction refuses. guard_int specialises it (one graph per step count, as for a constant);
-        # measured: this holds with the call through _uniform_times' lru_cache wrapper, while calling
-        # the unwrapped function still saw a SymInt. tests/test_compile.py checks both step-count paths.
+        # _uniform_times then runs at trace time (assume_constant_result), its lru_cache untraced.
+        # tests/test_compile.py checks both step-count paths.
         steps = guard_int(steps)
         return cls(_uniform_times(t0, t1, steps), (t1 - t0) / steps)
 
@@ -111,9 +111,16 @@ class FixedGrid:
 
 
 @functools.lru_cache(maxsize=256)
-def _uniform_times(t0: float, t1: float, steps: int) -> tuple[float, ...]:
+def _exact_uniform_times(t0: float, t1: float, steps: int) -> tuple[float, ...]:
     span = Fraction(t1) - Fraction(t0)
     return tuple(float(Fraction(t0) + span * j / steps) for j in range(steps + 1))
+
+
+@torch.compiler.assume_constant_result
+def _uniform_times(t0: float, t1: float, steps: int) -> tuple[float, ...]:
+    """t0 + (t1 - t0) j / steps, j = 0..steps, each rounded once from exact rationals; torch.compile
+    runs it at trace time and keeps the tuple as a constant (it does not trace the lru_cache)."""
+    return _exact_uniform_times(t0, t1, steps)
 
 
 class _FixedController:
