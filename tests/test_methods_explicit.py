@@ -74,9 +74,11 @@ def test_runge_kutta_global_order_matches_declared(name, t0, t1):
 ADAMS_ORDERS = [("explicit_adams", dict(max_order=4), 3, [64, 128, 256, 512]),
                 ("explicit_adams", dict(max_order=5), 4, [64, 128, 256, 512]),
                 ("explicit_adams", {}, 4, [1024, 2048, 4096, 8192]),  # AB11 is stable only for tiny h
-                ("implicit_adams", dict(max_order=4), 4, [32, 64, 128, 256]),
+                ("implicit_adams", dict(max_order=4, max_iters=10), 4, [32, 64, 128, 256]),
                 ("implicit_adams", {}, 5, [32, 64, 128, 256]),
                 ("fixed_adams", dict(max_order=6), 5, [32, 64, 128, 256])]
+# (max_order=4 with 32 steps: 4 corrector iterations do not always reach rtol 1e-7, which drops a
+# history entry and warns; the declared order is that of the converged corrector.)
 
 
 @pytest.mark.parametrize("name,options,order,steps", ADAMS_ORDERS)
@@ -200,6 +202,8 @@ def test_adams_coefficients_equal_torchdiffeq_tables():
     assert moulton(1) == (1.0,)
 
 
+@pytest.mark.filterwarnings("ignore:implicit_adams. the corrector did not converge")  # max_iters=3: some steps
+@pytest.mark.filterwarnings("ignore:Functional iteration did not converge")  # torchdiffeq's warning, same steps
 def test_adams_evaluations_per_step():
     """explicit: one per step after two 3/8-rule steps (4 each); implicit: one more per corrector
     iteration, at most max_iters."""
@@ -457,6 +461,7 @@ def test_bad_options_raise(method, options, words):
         cd.odeint(Oscillator(), OSC_Y0, t, method=method, options=options)
 
 
+@pytest.mark.filterwarnings("ignore:implicit_adams. the corrector did not converge")  # rtol 1e-12: some steps
 def test_tolerances_of_the_adams_methods():
     """implicit_adams's rtol/atol are its corrector's (solve accepts them; odeint passes its own);
     explicit_adams has none, so solve refuses them as for any fixed-step method."""
