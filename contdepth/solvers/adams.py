@@ -81,7 +81,9 @@ class Adams:
 
     ``order`` is the global order on a fixed grid: explicit min(4, max_order - 1) (the one AB3
     step after the start has a local error O(h^4)), implicit min(5, max_order) (the start and
-    the one AB3/AM4 step: O(h^5)). torchdiffeq declares 4 for both.
+    the one AB3/AM4 step: O(h^5)). torchdiffeq declares 4 for both. Under :func:`contdepth.solve`
+    and :func:`contdepth.odeint` the solve's ``rtol``/``atol`` replace this object's (see
+    :meth:`with_options`).
     """
 
     adaptive = False
