@@ -21,7 +21,7 @@ from .terms import as_term
 from .timetol import close, slack
 from .tree import State, all_finite, leaves, rebuild
 
-FIXED_OPTIONS = ("step_size", "grid_constructor", "perturb")
+FIXED_OPTIONS = ("step_size", "grid_constructor", "perturb", "interp")
 ADAPTIVE_OPTIONS = ("first_step", "max_num_steps", "jump_t", "safety", "ifactor", "dfactor", "beta", "min_step",
                     "max_step", "norm")
 NORMS = ("default", "seminorm")
@@ -242,6 +242,10 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     perturb = options.pop("perturb", False)
     if not isinstance(perturb, bool):
         raise TypeError(f"options['perturb'] must be True or False, got {perturb!r}")
+    interp = options.pop("interp", "linear")
+    if interp != "linear":
+        raise ValueError(f"options['interp'] must be 'linear' (outputs inside a fixed step interpolate its ends "
+                         f"linearly, torchdiffeq's default); got {interp!r}: cubic interpolation is not available")
 
     def where_steps_end(spec: dict, r: float, a: float):
         if adaptive:

@@ -736,3 +736,15 @@ def test_odeint_adjoint_inherits_the_forward_options(adjoint_options, bounded):
     ys[-1].sum().backward()
     assert abs(float(x0.grad[0]) - math.exp(-1)) < 1e-6
     assert (max(dts) <= 0.05 + 1e-15) == bounded and abs(sum(dts) - 1.0) < 1e-12
+
+
+def test_interp_linear_is_the_default_and_cubic_is_an_error():
+    """Added: options['interp'] = 'linear' (torchdiffeq's default for fixed steps) gives the same outputs, bit for
+    bit, as no interp (t = 0.25 lies inside the step 0 -> 0.5); 'cubic' is a ValueError naming it."""
+    f, x0, t = (lambda t, x: -x), torch.ones(2, dtype=torch.float64), torch.tensor([0., 0.25, 1.])
+    plain = cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5))
+    linear = cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="linear"))
+    assert torch.equal(plain, linear) and torch.equal(linear[1], (linear[0] + cd.odeint(
+        f, x0, torch.tensor([0., 0.5]), method="rk4", options=dict(step_size=0.5))[1]) / 2)
+    with pytest.raises(ValueError, match=r"options\['interp'\] must be 'linear'"):
+        cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="cubic"))
