@@ -148,6 +148,9 @@ def evaluate(
 
     Under ``torch.distributed`` every rank scores a disjoint stride of the data and the counts
     are summed, so every rank returns the accuracy on the whole set.
+
+    Example: ``evaluate(model, (X, y))``, or with ``correct_fn=lambda out, y: ((out[:, 0] > 0).long() == y).sum()``
+    for a single-logit model.
     """
     return _score(model, data, batch_size=batch_size, correct_fn=correct_fn)[0]
 
@@ -366,6 +369,9 @@ def fit(
     nn.Sequential(*pre, ODEBlock(field), *post)`` whose only trainable parameters are the field's
     control knots. Both refuse ``regularizer``, ``clip_grad_norm``, ``scheduler`` and distributed runs
     (``ValueError`` naming the option).
+
+    Example: ``fit(model, F.cross_entropy, (X, y), optimizer=torch.optim.Adam(model.parameters()), epochs=10)``
+    returns the history dict; with ``checkpoint="run.pt"`` a rerun resumes.
     """
     _check_fit_args(model, loss_fn, optimizer, epochs, batch_size, checkpoint_every, clip_grad_norm, regularizer,
                     transform)

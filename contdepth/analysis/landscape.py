@@ -100,6 +100,10 @@ def loss_landscape(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
 
     ``directions`` defaults to two independent :func:`random_direction` draws from ``seed``.
     The parameters are restored to theta* afterwards (also on error). No gradients are taken.
+
+    Raises ``ValueError`` for empty ``alphas``/``betas`` or a direction without one tensor per parameter.
+
+    Example: ``loss_landscape(model, lambda m: F.cross_entropy(m(X), y), alphas=a, betas=b)``.
     """
     alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
     betas = torch.as_tensor(betas, dtype=torch.float64).flatten()

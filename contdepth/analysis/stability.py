@@ -81,6 +81,10 @@ def layer_spectra(field: ControlledField, x0: torch.Tensor, *, steps: int, metho
 
     The inputs are propagated with ``method`` over ``steps`` equal steps of size h; at each step
     start (t_j, x_j), j = 0 .. steps - 1, J = dF/dpsi with theta(t_j) (the knot the Euler step uses).
+
+    Raises ``TypeError``/``ValueError`` if ``steps`` is not an int >= 1.
+
+    Example: ``spectra = layer_spectra(field, x[:64], steps=16)``.
     """
     steps = check_positive_int("steps", steps)
     with torch.no_grad():

@@ -23,6 +23,11 @@ def trajectory(field: ControlledField, y0: torch.Tensor, *, method: str = "euler
     ``n_points`` instead samples that many equally spaced times (required for ``"dopri5"``, where
     it defaults to 101). [t0, t1] defaults to the field's control interval. Extra keyword
     arguments go to :func:`contdepth.odesolve`.
+
+    Raises ``TypeError`` if ``field`` is not a ControlledField, ``ValueError`` for a fixed-step
+    ``method`` without ``steps`` or a bad ``n_points``.
+
+    Example: ``ts, ys = trajectory(field, x, method="euler", steps=20)``; ``ys[-1]`` is the output.
     """
     if not isinstance(field, ControlledField):
         raise TypeError(f"field must be a ControlledField, got {type(field).__name__}")

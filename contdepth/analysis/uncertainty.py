@@ -11,7 +11,12 @@ from ..errors import check_positive_int
 
 def mc_probabilities(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, samples: int) -> torch.Tensor:
     """softmax(model(x)) for ``samples`` independent calls (fresh noise each): shape (samples, B, C).
-    Their mean over dim 0 is the predictive distribution p(y | x) = E_W[softmax(logits)]."""
+    Their mean over dim 0 is the predictive distribution p(y | x) = E_W[softmax(logits)].
+
+    Raises ``TypeError``/``ValueError`` if ``samples`` is not an int >= 1.
+
+    Example: ``p = mc_probabilities(model, X, samples=32).mean(0)`` (model: an ``SDEBlock`` net in train mode or ``eval_noise="sample"``).
+    """
     check_positive_int("samples", samples)
     with torch.no_grad():
         return torch.stack([torch.softmax(model(x), dim=-1) for _ in range(samples)])

@@ -126,6 +126,11 @@ def load_mnist(
     Pixels are scaled to [0, 1] and, if ``normalize``, standardised with the usual training-set
     mean 0.1307 and std 0.3081.  ``limit`` keeps a random subset of ``limit`` images (drawn with
     ``seed``, in their original order).  ``root`` as in :func:`mnist_root`.
+
+    Raises ``FileNotFoundError`` (naming ``--data``/``CONTDEPTH_DATA``) when the folder or a file is
+    missing, ``ValueError`` for a damaged file or a bad ``limit``.
+
+    Example: ``X, y = load_mnist("data/mnist", train=False, limit=1000, seed=0)``.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")

@@ -40,6 +40,11 @@ def circles(n: int = 400, *, noise: float = 0.2, ratio: float = 2.0, radius: flo
     ``radius = 1`` the Bayes-optimal accuracy at ``noise = 0.2`` is about 99.3 % (with ``radius =
     0.5``, scikit-learn's scale, it is about 89 %). Returns ``(X, y)``: ``X`` (n, 2) float32, ``y``
     (n,) int64, classes interleaved in a random order.
+
+    Raises ``ValueError`` for an odd or non-positive ``n``, a negative ``noise``, ``ratio`` <= 1, a
+    non-positive ``radius``; ``TypeError`` for a non-int ``n`` or ``seed``.
+
+    Example: ``X, y = circles(400, seed=0)``: X (400, 2) float32, y (400,) int64 in {0, 1}.
     """
     n = check_positive_int("n", n)
     if n % 2:
@@ -66,6 +71,11 @@ def spirals(n: int = 400, *, noise: float = 0.05, turns: float = 1.5, seed: int 
     uniform in [0.1, 1] (so the arms start off the origin), plus isotropic Gaussian noise of
     standard deviation ``noise``. Returns ``(X, y)``: ``X`` (n, 2) float32, ``y`` (n,) int64,
     classes interleaved in a random order.
+
+    Raises ``ValueError`` for an odd or non-positive ``n``, a negative ``noise`` or non-positive
+    ``turns``; ``TypeError`` for a non-int ``n`` or ``seed``.
+
+    Example: ``X, y = spirals(1000, noise=0.05, seed=0)``.
     """
     n = check_positive_int("n", n)
     if n % 2:
@@ -135,6 +145,11 @@ def peaks(*, n_train_per_class: int = 1000, n_test_per_class: int = 40, n_classe
     From each class of :func:`peaks_grid` draw ``n_train_per_class + n_test_per_class`` distinct
     grid points without replacement; the first go to training, the rest to test, so the two sets
     are disjoint. Both sets are shuffled. Features (N, 2) float32 in [-3, 3]^2, labels (N,) int64.
+
+    Raises ``TypeError``/``ValueError`` for a count that is not an int >= 1, ``ValueError`` when the
+    smallest class has fewer grid points than ``n_train_per_class + n_test_per_class``.
+
+    Example: ``(X, y), (X_test, y_test) = peaks(n_train_per_class=200, seed=0)``.
     """
     n_train_per_class = check_positive_int("n_train_per_class", n_train_per_class)
     n_test_per_class = check_positive_int("n_test_per_class", n_test_per_class)

@@ -129,6 +129,12 @@ def build_mnist_model(name: str, depth: int | None = None, *, width: int = 64, r
     ``BLOCKS``, for ``pde1``, ``pde2``, ``resnet``): ``"seed"``, seed 000's layer
     ReLU(psi + h f(psi)) with f linear (eq. 26: Euler, then ``project=torch.relu``), or
     ``"ode"``, psi + h ReLU(f(psi)); h = 1 on the default state grid (module docstring).
+
+    Raises ``ValueError`` for an unknown ``name`` or ``block``, a ``block`` other than "seed" for
+    cubic or odenet, a cubic ``depth`` other than 20 or a ``width`` that is not a multiple of 8;
+    ``TypeError``/``ValueError`` for a ``depth`` or ``width`` that is not an int >= 1.
+
+    Example: ``model = build_mnist_model("resnet", 15)``; ``model(torch.rand(8, 1, 28, 28))`` is (8, 10).
     """
     check_choice("model", name, MNIST_MODELS)
     check_choice("block", block, BLOCKS)
