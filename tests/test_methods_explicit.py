@@ -473,7 +473,7 @@ def test_fsal_pair_with_dense_weights_raises():
     ("implicit_adams", dict(max_order=3), r"options\['max_order'\] must be an int in \[4, 12\], got 3"),
     ("fixed_adams", dict(max_iters=0), r"options\['max_iters'\] must be an int >= 1, got 0"),
     ("implicit_adams", dict(max_order=5.0), r"options\['max_order'\] must be an int"),
-    ("implicit_adams", dict(interp="cubic"), r"unknown options for method '.*' key\(s\) \['interp'\]"),
+    ("implicit_adams", dict(first_step=0.1), r"unknown options for method '.*' key\(s\) \['first_step'\]"),
     ("heun3", dict(max_order=5), r"unknown options for method '.*' key\(s\) \['max_order'\]"),
     ("dopri8", dict(max_iters=5), r"unknown options for method '.*' key\(s\) \['max_iters'\]"),
 ])
