@@ -49,8 +49,8 @@ import torch
 
 from .timetol import slack
 
-_MAX_LEVELS = 32
-_DEFAULT_LEVELS = 20
+MAX_LEVELS = 32
+DEFAULT_LEVELS = 20
 _MASK32 = 0xFFFFFFFF
 _PHILOX_M = (0xD2511F53, 0xCD9E8D57)   # multipliers of counter words 0 and 2
 _PHILOX_W = (0x9E3779B9, 0xBB67AE85)   # the key's increments (Weyl sequence) between rounds
@@ -97,6 +97,14 @@ def philox_normals(nodes: torch.Tensor, blocks: int, key: tuple[int, int]) -> to
     return torch.cat((torch.cos(angle).mul_(radius), torch.sin(angle).mul_(radius))).view(4, nodes.numel(), blocks)
 
 
+def levels_for(steps: int) -> int:
+    """The ``levels`` that make W exact Brownian motion on a uniform grid of ``steps`` steps: the
+    default, or more for grids finer than 2^DEFAULT_LEVELS (at most MAX_LEVELS)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return min(MAX_LEVELS, max(DEFAULT_LEVELS, (steps - 1).bit_length()))
+
+
 class BrownianPath:
     """W(t) on [t0, t1] of shape ``shape`` (independent components), fixed by ``seed``.
 
@@ -112,7 +120,7 @@ class BrownianPath:
 
     def __init__(self, t0: float, t1: float, shape: torch.Size | tuple[int, ...], *, seed: int | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 levels: int = _DEFAULT_LEVELS) -> None:
+                 levels: int = DEFAULT_LEVELS) -> None:
         t0, t1 = float(t0), float(t1)
         if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
             raise ValueError(f"BrownianPath needs finite t0 < t1, got t0={t0}, t1={t1}")
@@ -121,8 +129,8 @@ class BrownianPath:
             raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= _MAX_LEVELS:
-            raise ValueError(f"levels must be an int in [1, {_MAX_LEVELS}], got {levels!r}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+            raise ValueError(f"levels must be an int in [1, {MAX_LEVELS}], got {levels!r}")
         if seed is None:
             seed = int(torch.randint(0, 2 ** 62, ()).item())
         if isinstance(seed, bool) or not isinstance(seed, int):

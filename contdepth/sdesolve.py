@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .brownian import BrownianPath
+from .brownian import BrownianPath, levels_for
 from .errors import check_choice, check_positive_int
 from .gradients import GRADIENTS
 from .solution import Solution, SolverStats
@@ -126,7 +126,8 @@ def sdesolve(field: Callable, y0: torch.Tensor, *, noise: float | Callable, meth
             raise ValueError("steps is required for a plain func(t, y) drift")
         steps = control.intervals
     if bm is None:
-        bm = BrownianPath(min(t0, t1), max(t0, t1), y0.shape, seed=seed, dtype=y0.dtype, device=y0.device)
+        bm = BrownianPath(min(t0, t1), max(t0, t1), y0.shape, seed=seed, dtype=y0.dtype, device=y0.device,
+                          levels=levels_for(steps))
     elif seed is not None:
         raise ValueError(f"give bm or seed, not both (got seed={seed})")
     elif not isinstance(bm, BrownianPath):

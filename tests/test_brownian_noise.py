@@ -181,3 +181,31 @@ def test_gbm_in_reverse_time(method, order, stratonovich):
                         bm=bm).y1 - exact).abs().mean().item() for n in steps]
     slope = -np.polyfit(np.log(steps), np.log(err), 1)[0]
     assert abs(slope - order) < 0.15, (slope, err)
+
+
+def test_levels_for_gives_every_step_of_a_grid_its_own_cell():
+    """sdesolve's own path: 2^levels >= steps, so no two steps of its grid share a cell (where the
+    path would not be Brownian); the default depth below that, at most 32."""
+    from contdepth.brownian import DEFAULT_LEVELS, MAX_LEVELS, levels_for
+    for steps in (1, 7, 100, 2 ** 20, 2 ** 20 + 1, 3 * 2 ** 21, 2 ** 32, 2 ** 40):
+        levels = levels_for(steps)
+        assert DEFAULT_LEVELS <= levels <= MAX_LEVELS
+        assert 2 ** levels >= min(steps, 2 ** MAX_LEVELS) and (levels == DEFAULT_LEVELS or 2 ** (levels - 1) < steps)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        levels_for(0)
+
+
+def test_a_grid_finer_than_the_cells_loses_variance_and_levels_for_restores_it():
+    """On 2^12 steps a path of 10 levels puts 4 steps in each cell (increments of one cell are
+    correlated, the variance of each falls); with levels_for(2^12) = 20 every step is Brownian."""
+    import contdepth as cd
+    from contdepth.brownian import levels_for
+    n = 2 ** 12
+    times = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+    ratios = {}
+    for levels in (10, levels_for(n)):
+        bm = cd.BrownianPath(0.0, 1.0, (256,), seed=5, dtype=torch.float64, levels=levels)
+        dw = bm.increments(times)
+        ratios[levels] = float((dw ** 2).mean() * n)
+    assert abs(ratios[levels_for(n)] - 1) < 0.02
+    assert ratios[10] < 0.8
