@@ -92,6 +92,15 @@ def test_resolve_target_errors_name_the_problem(target, message):
         resolve_target(target)
 
 
+def test_resolve_target_file_imports_its_siblings(tmp_path):
+    """A target file is loaded as ``python FILE`` would load it: it can import a module beside it."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "_helper_for_resolve_target.py").write_text("VALUE = 41\n")
+    (folder / "main.py").write_text("from _helper_for_resolve_target import VALUE\n\ndef f():\n    return VALUE + 1\n")
+    assert resolve_target(f"{folder / 'main.py'}:f")() == 42
+
+
 def test_peak_rss_growth_owns_build_only():
     with pytest.raises(ValueError, match="build_only"):
         peak_rss_growth(f"{__file__}:allocate", {"mb": 1, "build_only": False})

@@ -39,7 +39,9 @@ class RSSGrowth:
 
 
 def resolve_target(target: str) -> Callable[..., Any]:
-    """The function named by ``"module:function"`` or ``"/path/file.py:function"``."""
+    """The function named by ``"module:function"`` or ``"/path/file.py:function"``; a file is
+    loaded as ``python /path/file.py`` would load it, with its folder first on ``sys.path`` (so
+    it can import its siblings, as the examples import ``_cli``)."""
     if not isinstance(target, str) or target.count(":") < 1:
         raise ValueError(f"target must look like 'module:function' or '/path/file.py:function', got {target!r}")
     location, _, name = target.rpartition(":")
@@ -47,6 +49,9 @@ def resolve_target(target: str) -> Callable[..., Any]:
         path = Path(location)
         if not path.is_file():
             raise ValueError(f"target file {location!r} does not exist")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(f"_contdepth_target_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
