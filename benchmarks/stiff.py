@@ -56,11 +56,12 @@ def robertson_np(t, y, k=K):
 
 
 def vdp(mu: float) -> Callable:
-    return lambda t, y: torch.stack([y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])])
+    """Van der Pol, y1' = y2, y2' = mu (1 - y1^2) y2 - y1."""
+    return lambda t, y: torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
 
 
 def vdp_np(mu: float) -> Callable:
-    return lambda t, y: [y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])]
+    return lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]
 
 
 def solve_case(name: str, func, func_np, y0: list[float], t1: float, method: str, rtol: float, atol: float,

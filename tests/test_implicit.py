@@ -127,6 +127,17 @@ def test_jacobians_are_reused_across_steps_until_newton_slows_down():
     assert sol.stats.forward.jacobians == 1
 
 
+def test_van_der_pol_mu_1000_kvaerno5_matches_scipy_radau():
+    mu = 1000.0
+    ref = solve_ivp(lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]], (0, 1500), [2.0, 0.0], method="Radau",
+                    rtol=1e-10, atol=1e-12).y[:, -1]
+    with torch.no_grad():
+        sol = cd.solve(lambda t, y: torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]),
+                       torch.tensor([2.0, 0.0], dtype=DT), t0=0.0, t1=1500.0, method="kvaerno5", rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(sol.y1.numpy(), ref, atol=1e-3, rtol=0)
+    assert sol.stats.forward.accepted_steps < 5000
+
+
 def test_an_explicit_method_counts_no_jacobians_or_linear_solves():
     sol = cd.solve(lambda t, y: -y, Y0, t0=0.0, t1=1.0, method="rk4", steps=4)
     assert sol.stats.forward.jacobians == 0 and sol.stats.forward.linear_solves == 0
@@ -281,3 +292,26 @@ def test_adjoint_with_an_implicit_method_matches_central_differences(name):
     sol.y1[0].backward()
     assert abs(float(model.k.grad) / fd - 1) < 1e-4
     assert sol.stats.backward.jacobians >= 1 and sol.stats.backward.linear_solves >= 1
+
+
+# -- the linear algebra ---------------------------------------------------------------------------
+
+def test_restarted_gmres_solves_a_nonsymmetric_system():
+    from contdepth.solvers.newton import gmres
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(30, 30, generator=gen, dtype=DT) + 8 * torch.eye(30, dtype=DT)
+    b = torch.randn(30, generator=gen, dtype=DT)
+    x, ok = gmres(lambda v: a @ v, b, restart=5, max_restarts=60, rtol=1e-12)  # restarts needed
+    assert ok
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-9, atol=1e-11)
+    _, ok = gmres(lambda v: a @ v, b, restart=2, max_restarts=1, rtol=1e-12)  # too few iterations
+    assert not ok
+
+
+def test_krylov_solve_is_differentiable_in_its_right_hand_side():
+    from contdepth.solvers.newton import KrylovSolve, NewtonOptions
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(6, 6, generator=gen, dtype=DT) + 4 * torch.eye(6, dtype=DT)
+    b = torch.randn(6, generator=gen, dtype=DT, requires_grad=True)
+    opts = NewtonOptions(krylov_rtol=1e-13)
+    assert torch.autograd.gradcheck(lambda r: KrylovSolve.apply(r, lambda v: a @ v, lambda w: a.T @ w, opts), (b,))
