@@ -15,7 +15,6 @@ median(ours) / median(theirs)), with torch at 1 thread and at its default thread
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
