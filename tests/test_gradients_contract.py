@@ -168,3 +168,53 @@ def test_forward_mode_ad_through_a_recomputing_gradient_is_an_error(gradient):
         x = fw.make_dual(X, torch.ones_like(X))
         with pytest.raises(NotImplementedError, match=f"forward-mode AD .* gradient='{gradient}'"):
             cd.odesolve(field, x, method="euler", steps=3, gradient=gradient)
+
+
+# ---- gradients/common.py: the plumbing's edge cases
+
+def test_missed_parameters_message_names_count_and_first_four_shapes():
+    ks = [torch.full(shape, 0.5, dtype=DT, requires_grad=True) for shape in ((), (1,), (2,), (1, 1), (3,))]
+    func = lambda t, y: -y * (sum(k.sum() for k in ks) if t > 0.5 else 1.0)
+    y1 = cd.solve(func, torch.ones(3, dtype=DT, requires_grad=True), t0=0.0, t1=1.0, method="rk4", steps=2,
+                  gradient="checkpoint").y1
+    message = ("the field uses 5 trainable tensor(s) (shapes (3,), (1, 1), (2,), (1,)) that were not found as its "
+               "parameters (they are not parameters of func, and no evaluation at t0 used them); their gradients "
+               "would be missing: pass adjoint_params=[...] naming every tensor to differentiate")
+    with pytest.raises(RuntimeError) as err:
+        y1.sum().backward()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("gradient", ["checkpoint", "adjoint"])
+def test_knots_outside_the_solve_get_zero_gradients(gradient):
+    """A solve over [0, 0.5] of a field whose grid is [0, 1] with 2 knots never touches knot 1:
+    its gradient is exactly zero (a tensor, not None), knot 0's equals backprop's. Adaptive, so
+    that checkpoint replays per step (the per-knot accumulation) rather than the fused pass."""
+    field = cd.fields.DenseResidual(3, cd.ControlGrid(0.0, 1.0, n=2)).to(DT)
+    grads = {}
+    for mode in ("backprop", gradient):
+        y1 = cd.odesolve(field, X, method="dopri5", rtol=1e-10, atol=1e-12, t0=0.0, t1=0.5, gradient=mode)
+        grads[mode] = torch.autograd.grad(y1.sum(), field.weight)[0]
+    assert torch.equal(grads[gradient][1], torch.zeros_like(grads[gradient][1]))
+    torch.testing.assert_close(grads[gradient][0], grads["backprop"][0], rtol=1e-3 if gradient == "adjoint" else 1e-12,
+                               atol=1e-6 if gradient == "adjoint" else 1e-14)
+
+
+@pytest.mark.parametrize("gradient", ["checkpoint", "adjoint", "reversible"])
+def test_a_state_component_outside_the_loss_gets_no_gradient_but_the_rest_is_right(gradient):
+    """Loss on q alone of a (q, p) state: p's output gradient is None for the Function; the others
+    must come out as backprop's (zeros stand in for the missing one, of the right shape and dtype)."""
+    w = torch.tensor(0.9, dtype=DT, requires_grad=True)
+    func = lambda t, s: (s[1], -w * s[0])
+    method = "leapfrog" if gradient == "reversible" else "rk4"
+    grads = {}
+    for mode in ("backprop", gradient):
+        q0 = torch.ones(2, dtype=DT, requires_grad=True)
+        p0 = torch.full((2,), 0.5, dtype=DT, requires_grad=True)
+        q, p = cd.solve(func, (q0, p0), t0=0.0, t1=1.0, method=method, steps=8, gradient=mode,
+                        t_eval=[0.0, 0.5, 1.0], adjoint_params=[w]).ys
+        grads[mode] = torch.autograd.grad(q.sum(), [q0, p0, w])
+    tol = dict(rtol=1e-4, atol=1e-6) if gradient == "adjoint" else dict(rtol=1e-12, atol=1e-14)
+    for a, b in zip(grads[gradient], grads["backprop"]):
+        assert a.dtype == DT
+        torch.testing.assert_close(a, b, **tol)

@@ -208,7 +208,7 @@ class _Adjoint(torch.autograd.Function):
         y1 = output(-1) if ctx.y1_is_output else rebuild(like, saved[-n:])
         restart = {t: output(i) for t, i in ctx.from_outputs.items()}
         restart.update((t, rebuild(like, saved[(1 + k) * n:(2 + k) * n])) for k, t in enumerate(ctx.from_steps))
-        g = [rebuild(like, x) for x in output_grads(like, grads, len(problem.out_times))]
+        g = [rebuild(like, x) for x in output_grads(grads, len(problem.out_times))]
         at = _injections(problem, g)
 
         def gathered(t: float, a: State) -> State:

@@ -40,7 +40,7 @@ class _Checkpoint(torch.autograd.Function):
         take = lambda like: [next(saved) for _ in leaves(like)]
         y0 = take(ctx.like)
         steps = [(rec, y_like, take(y_like), s_like, take(s_like)) for rec, y_like, s_like in ctx.meta]
-        g = output_grads(ctx.like, grads, len(problem.out_times))
+        g = output_grads(grads, len(problem.out_times))
         a_y: list = [None] * len(y0)       # dL/dy at the start of the step after this one (None: zero)
         a_s: list = []                     # dL/d(stepper state) there
         with torch.enable_grad():  # the knot views the replays will use

@@ -125,11 +125,10 @@ def stack_outputs(outs: list[State]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.stack(column) for column in zip(*(leaves(o) for o in outs)))
 
 
-def output_grads(like: State, grads: Sequence[torch.Tensor | None], count: int) -> list[list[torch.Tensor]]:
-    """The incoming gradients of the stacked outputs: per output time, one tensor per state leaf."""
-    full = [torch.zeros(count, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-            for g, x in zip(grads, leaves(like))]
-    return [[g[k] for g in full] for k in range(count)]
+def output_grads(grads: Sequence[torch.Tensor], count: int) -> list[list[torch.Tensor]]:
+    """The incoming gradients of the stacked outputs (one per state leaf; autograd materialises
+    zeros for an unused one), split per output time: one tensor per state leaf."""
+    return [[g[k] for g in grads] for k in range(count)]
 
 
 @contextlib.contextmanager
@@ -143,8 +142,8 @@ def counting(term: Term, counts: StepCounts):
 
 
 def add_grads(a: list, b: list) -> list:
-    """Leafwise a + b, where a None in ``a`` stands for zero."""
-    return [y if x is None else x + y for x, y in zip(a, b)]
+    """Leafwise a + b."""
+    return [x + y for x, y in zip(a, b)]
 
 
 def with_t0_outputs(problem: Problem, a_y: list, g: list[list[torch.Tensor]]) -> list:

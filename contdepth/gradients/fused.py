@@ -91,7 +91,7 @@ class _Fused(torch.autograd.Function):
         stages = stepper.tableau.stages
         with_ks = term.vjp_uses_output
         per_step = (2 if with_ks else 1) * stages if ctx.keep_stages else 1
-        g = [out[0] for out in output_grads(y0, grads, len(problem.out_times))]
+        g = [out[0] for out in output_grads(grads, len(problem.out_times))]
         param_grads = [torch.zeros_like(p) for p in problem.params()]
         y_bar = torch.zeros_like(y0)
         with counting(term, problem.stats.backward):

@@ -36,7 +36,7 @@ class _Reversible(torch.autograd.Function):
         term, stepper, params = problem.term, problem.stepper, problem.params()
         check_same_module(term, ctx.module, "reversible")
         y = rebuild(ctx.like, ctx.saved_tensors)
-        g = output_grads(ctx.like, grads, len(problem.out_times))
+        g = output_grads(grads, len(problem.out_times))
         a_y: list = [None] * len(leaves(y))
         p_grads = [torch.zeros_like(p) for p in params]
         with counting(term, problem.stats.backward):
