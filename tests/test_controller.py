@@ -19,7 +19,8 @@ import torchdiffeq
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau
 
 import contdepth as cd
-from contdepth.solvers import TABLEAUX, TSIT5, ButcherTableau, RungeKutta
+from contdepth.solvers import TABLEAUX, TSIT5, RungeKutta
+from contdepth.solvers.tableau import ADAPTIVE_HEUN
 from contdepth.solvers.controllers import Adaptive, FixedGrid, _AdaptiveController, min_step
 from contdepth.timetol import close
 
@@ -230,7 +231,6 @@ def test_first_step_thresholds_are_strict(case):
         assert want["h1"] == max(1e-6, 1e-3 * want["h0"])
 
 
-HEUN_EULER = ButcherTableau("heun_euler", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5), b_error=(-0.5, 0.5))
 
 
 @pytest.mark.parametrize("t0,t1", [(0.5, 0.51), (0.5, 0.49)])
@@ -239,7 +239,7 @@ def test_first_step_of_a_pair_without_fsal_evaluates_f0_itself(t0, t1):
     from the side of travel (one ulp past a jump declared at t0), before the probe."""
     f, y0 = _smooth, _v(0.7, -1.3)
     log = []
-    cd.odeint(_logging(f, log), y0, _v(t0, t1), method=RungeKutta(HEUN_EULER), rtol=1e-5, atol=1e-7,
+    cd.odeint(_logging(f, log), y0, _v(t0, t1), method=RungeKutta(ADAPTIVE_HEUN), rtol=1e-5, atol=1e-7,
               options={"jump_t": [t0]})
     want = _first_step_by_hand(f, t0, t1, y0, 1e-5, 1e-7, 2)
     side = math.nextafter(t0, t1)
