@@ -11,17 +11,30 @@ to width 8 and the first 5 coordinates at T are the logits.
 """
 from __future__ import annotations
 
-import time
+import argparse
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.cli import example_parser, finish, start
-from contdepth.data import peaks
-from contdepth.train import evaluate, fit
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/control",
+                              quick_help="200 points per class, fewer iterations (about a minute)").parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.data import peaks  # noqa: E402
+from contdepth.train import evaluate, fit  # noqa: E402
 
 WIDTH, N_CLASSES, T, CONTROL = 8, 5, 10.0, 8
 FULL = {"mode": "full", "per_class": 1000, "steps": 16, "adam_epochs": 100, "adam_lr": 1e-2, "batch_size": 250,
@@ -67,10 +80,8 @@ def run(name: str, model: nn.Module, optimizer, epochs: int, batch_size: int | N
     return result
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/control",
-                          quick_help="200 points per class, fewer iterations (about a minute)").parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     cfg = {**(QUICK if quick else FULL), "seed": args.seed, "T": T, "control_layers": CONTROL, "width": WIDTH}
     data, test = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
     progress = not args.no_progress
@@ -109,9 +120,9 @@ def main() -> None:
         cplot.save(cplot.panel_grid(1, 3, draw, size=3.0, title="peaks test points on the predicted classes"),
                    out / "control_boundaries.png")
     metrics = {"quick": quick, "config": cfg, "n_train": len(data[1]), "n_test": len(test[1]), **results}
-    print(finish(out, metrics, [f"Adam {results['adam']['test_acc']:.3f}, GN-VarPro {results['gn_varpro']['test_acc']:.3f}, "
+    print(cli.finish(out, metrics, [f"Adam {results['adam']['test_acc']:.3f}, GN-VarPro {results['gn_varpro']['test_acc']:.3f}, "
                                 f"E-MSA {results['emsa']['test_acc']:.3f} test accuracy"]))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -23,27 +23,42 @@ writes DIR/metrics.json (atomically) and DIR/depth_scaling.png, DIR/time_depende
 """
 from __future__ import annotations
 
-import time
+import argparse
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from _cli import cli
 
-import contdepth as cd
-import contdepth.plot as cplot
-from contdepth.cli import example_parser, finish, start
-from contdepth.data import circles
-from contdepth import physics as ph
-from contdepth.analysis import trajectory
-from contdepth.lift import ZeroAugment
-from contdepth.train import evaluate, fit
+FULL = {"iters": 400}
+QUICK = {"iters": 120}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The shared options, parsed before torch is imported (a bad one fails at once)."""
+    return cli.example_parser(__doc__, default_out="out/training_theory",
+                              quick_help=f"{QUICK['iters']} SGD steps per run instead of {FULL['iters']}"
+                              ).parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import contdepth as cd  # noqa: E402
+import contdepth.plot as cplot  # noqa: E402
+from contdepth.data import circles  # noqa: E402
+from contdepth import physics as ph  # noqa: E402
+from contdepth.analysis import trajectory  # noqa: E402
+from contdepth.lift import ZeroAugment  # noqa: E402
+from contdepth.train import evaluate, fit  # noqa: E402
 
 T = 20.0
 DEPTHS = (20, 40, 80, 160)
 LR_PER_DT = 0.1  # the function-space learning rate: a knot's lr is LR_PER_DT / dt
 TARGET = 0.6  # training cross entropy (from log 2 = 0.693 at zero parameters) whose first step is compared
-FULL = {"iters": 400}
-QUICK = {"iters": 120}
 
 
 class Circles(nn.Module):
@@ -120,10 +135,8 @@ def first_step_decrease(layers: int, data) -> dict:
             "ratio": float(time_dependent / constant)}
 
 
-def main() -> None:
-    args = example_parser(__doc__, default_out="out/training_theory",
-                          quick_help=f"{QUICK['iters']} SGD steps per run instead of {FULL['iters']}").parse_args()
-    out, quick = start(args), args.quick
+def main(args: argparse.Namespace) -> None:
+    out, quick = cli.start(args), args.quick
     iters = (QUICK if quick else FULL)["iters"]
     data, test = circles(400, seed=0), circles(400, seed=1)
     t_start = time.perf_counter()
@@ -156,7 +169,7 @@ def main() -> None:
                "target_loss": TARGET,
                "time_dependent": strip(scaled[L]), "constant": strip(constant), "energy_balance": energy,
                "first_step_decrease": first, "wall_s": time.perf_counter() - t_start}
-    print(finish(out, metrics, [
+    print(cli.finish(out, metrics, [
         f"SGD steps to loss {TARGET}, lr ~ 1/dt: " + ", ".join(f"L={L}: {scaled[L]['steps_to_target']}" for L in DEPTHS),
         f"SGD steps to loss {TARGET}, fixed lr: " + ", ".join(f"L={L}: {fixed[L]['steps_to_target']}" for L in DEPTHS),
         f"L={L}: q(t) {scaled[L]['steps_to_target']} steps to {TARGET}, final loss {scaled[L]['final_train_loss']:.4f} "
@@ -169,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

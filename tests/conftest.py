@@ -26,3 +26,21 @@ def need_mnist() -> None:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_unchanged(request):
+    """A test (or a module at import) that leaves torch's default dtype changed fails here, instead of
+    making later tests on the same worker fail with dtype mismatches."""
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    if after != before:
+        torch.set_default_dtype(before)
+        pytest.fail(f"{request.node.nodeid} left torch's default dtype at {after} (it was {before})", pytrace=False)
+
+
+def pytest_collection_finish(session):
+    """Importing the test modules must leave torch's default dtype alone (float32)."""
+    if torch.get_default_dtype() != torch.float32:
+        raise pytest.UsageError(f"a test module set torch's default dtype to {torch.get_default_dtype()} at import")

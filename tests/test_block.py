@@ -8,7 +8,15 @@ import torch
 
 import contdepth as cd
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 defaults inside this module's tests only (a module-level setting leaks to every later test)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _decay_block(**kwargs) -> cd.ODEBlock:

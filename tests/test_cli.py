@@ -14,8 +14,7 @@ from contdepth.cli import ExampleParser, example_parser, finish
 from contdepth.io import torch_save_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ["adjoint_memory", "circles", "circles_study", "mnist", "mnist_sweep", "peaks", "physics", "quickstart",
-            "spirals", "stochastic"]
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if not p.stem.startswith("_"))
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
