@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .tableau import TableauShape
+
 _TOL = 1e-12
 
 
 @dataclass(frozen=True)
-class ImplicitTableau:
+class ImplicitTableau(TableauShape):
     """c, A (s x s), b; ``b_error`` = b - b_hat of an embedded pair; ``predictor``: per stage i,
     weights alpha_ij (j < i, summing to 1) of the first guess of its derivative, k_i = sum_j alpha_ij k_j
     (diffrax's predictors; without them a stage starts from the previous stage's derivative)."""
@@ -64,15 +66,6 @@ class ImplicitTableau:
                 raise ValueError(f"{self.name}: predictor row i needs i weights summing to 1")
             if not self.diagonally_implicit:
                 raise ValueError(f"{self.name}: a predictor from earlier stages needs a diagonally implicit A")
-
-    @property
-    def stages(self) -> int:
-        return len(self.c)
-
-    @property
-    def adaptive(self) -> bool:
-        """True for an embedded pair (it has an error estimate)."""
-        return self.b_error is not None
 
     @property
     def explicit_first_stage(self) -> bool:

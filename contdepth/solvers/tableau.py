@@ -76,8 +76,24 @@ def _order_failure(a: tuple[tuple[float, ...], ...], weights: tuple[float, ...],
     return None
 
 
+class TableauShape:
+    """What every tableau (explicit or implicit) answers from its coefficients ``c`` and ``b_error``."""
+
+    c: tuple[float, ...]
+    b_error: tuple[float, ...] | None
+
+    @property
+    def stages(self) -> int:
+        return len(self.c)
+
+    @property
+    def adaptive(self) -> bool:
+        """True for an embedded pair (it has an error estimate)."""
+        return self.b_error is not None
+
+
 @dataclass(frozen=True)
-class ButcherTableau:
+class ButcherTableau(TableauShape):
     """Stage i evaluates f at t + c_i h on y + h sum_j a_ij k_j; the step is y + h sum_i b_i k_i.
 
     ``order`` is the convergence order of the propagated solution (read by the order tests).
@@ -147,15 +163,6 @@ class ButcherTableau:
             if failure is not None:
                 raise ValueError(f"{self.name}: {name} fails {failure}: a mistyped coefficient, or the "
                                  f"declared order {self.order} is too high")
-
-    @property
-    def stages(self) -> int:
-        return len(self.c)
-
-    @property
-    def adaptive(self) -> bool:
-        """True for an embedded pair (it has an error estimate)."""
-        return self.b_error is not None
 
     @property
     def fsal(self) -> bool:
