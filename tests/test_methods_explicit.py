@@ -1,10 +1,11 @@
 """The explicit methods ported from torchdiffeq: heun2, heun3 (fixed step), adaptive_heun, fehlberg2,
 dopri8 (embedded pairs), explicit_adams, implicit_adams and fixed_adams (Adams on a fixed grid).
 
-Each is checked for: its fitted convergence order against the order it declares (float64, a
-non-autonomous problem with a closed form); agreement with the installed torchdiffeq 0.2.5 on the
-same problem and steps, to round-off where the algorithms are the same; for the pairs, the
-local order of the error estimate and of the dense output, a true local error within the
+Their Runge-Kutta tableaux are in ``TABLEAUX``, so tests/test_core_order.py fits their orders, the
+local order of the pairs' error estimates and dense outputs. Here, each is checked for: the Adams
+methods' fitted convergence orders against the declared ones (float64, a non-autonomous problem
+with a closed form); agreement with the installed torchdiffeq 0.2.5 on the same problem and
+steps, to round-off where the algorithms are the same; for the pairs, a true local error within the
 tolerance on every accepted step, and the step counts against torchdiffeq's; backprop and
 checkpoint gradients equal to 1e-10, and the adjoint's close to them; the tableau validator
 rejecting mistyped coefficients; the options and their errors.
@@ -20,7 +21,7 @@ from torchdiffeq._impl import fixed_adams as tdq_adams
 
 import contdepth as cd
 from contdepth.solution import StepCounts
-from contdepth.solvers import (ADAPTIVE_HEUN, DOPRI8, FEHLBERG2, HEUN2, HEUN3, MORE_TABLEAUX, STEPPERS, Adams,
+from contdepth.solvers import (ADAPTIVE_HEUN, DOPRI8, FEHLBERG2, HEUN2, HEUN3, STEPPERS, TABLEAUX, Adams,
                                Adaptive, ButcherTableau, FixedGrid, RungeKutta, march)
 from contdepth.solvers.adams import bashforth, moulton
 from contdepth.solvers.tableau import RK38, rooted_trees
@@ -55,21 +56,6 @@ def global_error(stepper, t0, t1, steps):
     return (y1 - exact(t1, y0, t0)).abs().max().item()
 
 
-# Step counts 2^k where the errors are asymptotic and above round-off (measured for dopri8: 3e-7, 1e-9,
-# 4e-12, 2e-14 with 4, 8, 16, 32 steps of [0, 1.5]; 1e-15 with 64).
-STEP_RANGE = {2: range(5, 9), 3: range(5, 9), 8: range(2, 6)}
-
-
-@pytest.mark.parametrize("name", list(MORE_TABLEAUX))
-@pytest.mark.parametrize("t0,t1", [(0.0, 1.5), (1.5, 0.0)])
-def test_runge_kutta_global_order_matches_declared(name, t0, t1):
-    """Every new tableau, marched on uniform grids (the pairs too, their estimate unused)."""
-    tableau = MORE_TABLEAUX[name]
-    hs = [abs(t1 - t0) / 2 ** k for k in STEP_RANGE[tableau.order]]
-    errs = [global_error(RungeKutta(tableau), t0, t1, 2 ** k) for k in STEP_RANGE[tableau.order]]
-    assert abs(slope(hs, errs) - tableau.order) < 0.3, (name, errs)
-
-
 # (method, options, declared order, steps): the Adams orders on uniform grids of [0, 1.5].
 ADAMS_ORDERS = [("explicit_adams", dict(max_order=4), 3, [64, 128, 256, 512]),
                 ("explicit_adams", dict(max_order=5), 4, [64, 128, 256, 512]),
@@ -95,32 +81,6 @@ def one_step(tableau, h, t=0.3):
     term = FuncTerm(func, y)
     state = stepper.init(term, t, y, 1 if h > 0 else -1)
     return stepper, stepper.step(term, t, h, y, state), y, t
-
-
-@pytest.mark.parametrize("name", PAIRS)
-@pytest.mark.parametrize("sign", [1, -1])
-def test_error_estimate_local_order(name, sign):
-    """b_error = b - b_hat, b_hat of order p - 1: one step's estimate is O(h^p)."""
-    tableau = MORE_TABLEAUX[name]
-    # dopri8: pairwise slopes 8.2 over these steps (7.3 to 7.9 from h = 0.4 down to 0.2 backward; round-off below 0.05)
-    hs = [0.2 / 2 ** k for k in range(4)] if tableau.order < 8 else [0.2, 0.15, 0.1, 0.075]
-    errs = [one_step(tableau, sign * h)[1][2].abs().max().item() for h in hs]
-    assert abs(slope(hs, errs) - tableau.order) < 0.3, (name, errs)
-
-
-@pytest.mark.parametrize("name,q", [("adaptive_heun", 2), ("fehlberg2", 2), ("dopri8", 4)])
-def test_dense_output_local_order(name, q):
-    """One step's dense output at s = 0.3, 0.5 is O(h^(q+1)) off the exact solution: q = 2 for the
-    quadratic of the pairs that are not FSAL, 4 for dopri8's quartic (at these steps its fitted
-    slope is 5.75 at s = 0.5: the O(h^5) term has a small constant; hence a lower bound)."""
-    tableau = MORE_TABLEAUX[name]
-    for s in (0.3, 0.5):
-        hs = [0.4 / 2 ** k for k in range(4)]
-        errs = []
-        for h in hs:
-            stepper, (y1, _, _, ks), y, t = one_step(tableau, h)
-            errs.append((stepper.interpolate(y, y1, ks, h, s) - exact(t + s * h, y, t)).abs().max().item())
-        assert slope(hs, errs) > q + 1 - 0.3, (name, s, errs)
 
 
 def test_dense_output_ends_on_the_step():
@@ -253,7 +213,7 @@ def test_pair_step_counts_against_torchdiffeq(method, rtol):
     truth = torchdiffeq.odeint(Oscillator(), OSC_Y0, t, method="dopri8", rtol=1e-13, atol=1e-13)
     stats = sol.stats.forward
     attempted = stats.accepted_steps + stats.rejected_steps
-    tableau = MORE_TABLEAUX[method]
+    tableau = TABLEAUX[method]
     assert abs(attempted / ((tdq_nfe - 2) / (tableau.stages - 1)) - 1) < 0.06
     assert stats.nfe == 2 + (tableau.stages - tableau.fsal) * attempted
     ours_err, their_err = (sol.ys - truth).abs().max(), (ref - truth).abs().max()
@@ -266,7 +226,7 @@ def worst_local_error(method, rtol):
     atol = rtol / 100
     t0, t1, y0 = 0.0, 3.0, exact(0.0)
     steps = []
-    controller = Adaptive(rtol, atol).controller(t0, t1, order=MORE_TABLEAUX[method].order)
+    controller = Adaptive(rtol, atol).controller(t0, t1, order=TABLEAUX[method].order)
     _, y_end = march(FuncTerm(func, y0), STEPPERS[method](), controller, y0, t0, t1, (), StepCounts(),
                      on_step=lambda rec, y, state: steps.append((rec, y)))
     assert len(steps) > 3

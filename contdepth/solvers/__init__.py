@@ -14,13 +14,12 @@ from .implicit_tableau import IMPLICIT_TABLEAUX, ImplicitTableau
 from .rk import RungeKutta
 from .symplectic import Leapfrog, SymplecticEuler
 from .tableau import BOSH3, DOPRI5, EULER, MIDPOINT, RK4, TABLEAUX, TSIT5, ButcherTableau
-from .tableau import ADAPTIVE_HEUN, DOPRI8, FEHLBERG2, HEUN2, HEUN3, MORE_TABLEAUX
+from .tableau import ADAPTIVE_HEUN, DOPRI8, FEHLBERG2, HEUN2, HEUN3
 
 FIXED_STEP = {name: t for name, t in TABLEAUX.items() if not t.adaptive}
 ADAPTIVE = {name: t for name, t in TABLEAUX.items() if t.adaptive}
 STEPPERS = {**{name: functools.partial(RungeKutta, t) for name, t in TABLEAUX.items()},
             "symplectic_euler": SymplecticEuler, "leapfrog": Leapfrog, **IMPLICIT_STEPPERS}
-STEPPERS.update({name: functools.partial(RungeKutta, t) for name, t in MORE_TABLEAUX.items()})
 STEPPERS.update(explicit_adams=functools.partial(Adams, False), implicit_adams=functools.partial(Adams, True),
                 fixed_adams=functools.partial(Adams, True, name="fixed_adams"))
 METHODS = tuple(STEPPERS)
@@ -44,4 +43,4 @@ __all__ = ["Stepper", "Controller", "StepRecord", "Adaptive", "FixedGrid", "Adjo
            "get_stepper", "ImplicitRungeKutta", "ImplicitTableau", "IMPLICIT_TABLEAUX", "IMPLICIT_STEPPERS",
            "ImplicitEuler", "ImplicitMidpoint", "Trapezoid", "RadauIIA3", "RadauIIA5", "GaussLegendre4",
            "GaussLegendre6", "SDIRK2", "TRBDF2", "Kvaerno3", "Kvaerno5"]
-__all__ += ["HEUN2", "HEUN3", "ADAPTIVE_HEUN", "FEHLBERG2", "DOPRI8", "MORE_TABLEAUX", "Adams"]
+__all__ += ["HEUN2", "HEUN3", "ADAPTIVE_HEUN", "FEHLBERG2", "DOPRI8", "Adams"]

@@ -245,8 +245,6 @@ TSIT5 = ButcherTableau(
        _TS_B[:6]),
     b=_TS_B, b_error=tuple(b - bh for b, bh in zip(_TS_B, _TS_B_HAT)), mid=_tsit5_mid())
 
-TABLEAUX = {t.name: t for t in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5)}
-
 # The explicit methods of torchdiffeq (fixed_grid.py, adaptive_heun.py, fehlberg2.py, dopri8.py).
 HEUN2 = ButcherTableau("heun2", 2, c=(0.0, 1.0), a=((), (1.0,)), b=(1 / 2, 1 / 2))
 HEUN3 = ButcherTableau("heun3", 3, c=(0.0, 1 / 3, 2 / 3), a=((), (1 / 3,), (0.0, 2 / 3)), b=(1 / 4, 0.0, 3 / 4))
@@ -327,6 +325,6 @@ DOPRI8 = ButcherTableau(
        _D8_B[:13]),
     b=_D8_B, b_error=tuple(b - bh for b, bh in zip(_D8_B, _D8_B_HAT)), mid=_dopri8_mid())
 
-# Kept apart from TABLEAUX (whose tests pick step ranges for orders 1 to 5 and FSAL pairs);
-# tests/test_methods_explicit.py checks these.
-MORE_TABLEAUX = {t.name: t for t in (HEUN2, HEUN3, ADAPTIVE_HEUN, FEHLBERG2, DOPRI8)}
+# Every registered Runge-Kutta method (RK38 is only the Adams methods' starter).
+TABLEAUX = {t.name: t for t in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5, HEUN2, HEUN3, ADAPTIVE_HEUN, FEHLBERG2,
+                                DOPRI8)}
