@@ -17,6 +17,7 @@ from .solvers import Adaptive, FixedGrid, get_stepper
 from .solvers.controllers import StepCallbacks
 from .solvers import AdjointConfig, Problem
 from .solvers.events import EventFn, locate_event
+from .solvers.per_sample import odeint_per_sample, solve_per_sample
 from .terms import as_term
 from .timetol import close, slack
 from .tree import State, all_finite, leaves, rebuild
@@ -331,7 +332,7 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
           atol: float | None = None, t_eval: Sequence[float] | torch.Tensor | None = None, options: dict | None = None,
           adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
           declare_jumps: bool = True, project: Callable[[State], State] | None = None,
-          event_fn: EventFn | None = None) -> Solution:
+          event_fn: EventFn | None = None, per_sample: bool = False) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, from t0 to t1 and return a :class:`Solution`.
 
     func: a :class:`~contdepth.fields.ControlledField` (theta on a control grid) or any callable
@@ -371,8 +372,19 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         ``Solution.event_t`` is t* and ``ys`` holds y(t*), both differentiable (implicit function
         theorem); None if no entry changes sign by t1. Not with ``t_eval``, ``project``, or a
         ``t1`` that requires grad.
+    per_sample: every sample along dim 0 of y0 keeps its own step size, accept/reject, t0/t1
+        (floats or shape (batch,)) and t_eval ((T,) or (batch, T)); adaptive explicit methods,
+        gradient ``"backprop"``; func gets t of shape (batch,). See
+        :func:`~contdepth.solvers.per_sample.solve_per_sample`.
     """
     y0 = check_y0(y0)
+    if not isinstance(per_sample, bool):
+        raise TypeError(f"per_sample must be True or False, got {per_sample!r}")
+    if per_sample:
+        return solve_per_sample(func, y0, method=method, t0=t0, t1=t1, t_eval=t_eval, gradient=gradient, rtol=rtol,
+                                atol=atol, options=options, steps=steps,
+                                adjoint_options=adjoint_options, adjoint_params=adjoint_params, project=project,
+                                event_fn=event_fn)
     if event_fn is not None:
         _check_event_args(event_fn, t1, t_eval, project)
     times = _solve_time_tensors(t0, t1, t_eval)  # their gradients are attached around the float solve
@@ -436,6 +448,9 @@ def _check_t(t: object) -> tuple[float, ...]:
 
 def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, event_fn, **adjoint):
     y0 = check_y0(y0)
+    if isinstance(t, torch.Tensor) and t.dim() == 2:  # one row of times per sample
+        return odeint_per_sample(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                                 gradient=gradient, event_fn=event_fn, **adjoint)
     times = _check_t(t)
     method = "dopri5" if method is None else method
     if event_fn is not None and (len(times) != 2 or not callable(event_fn)):
@@ -458,6 +473,8 @@ def odeint(func: Callable, y0: State, t: torch.Tensor, *, rtol: float = 1e-7, at
            event_fn: EventFn | None = None) -> State | tuple[torch.Tensor, State]:
     """torchdiffeq's ``odeint``: y at every time of ``t`` (1-D, strictly increasing or decreasing),
     shape ``(len(t), *y0.shape)`` (a tuple of such for a tuple y0). Gradients by backprop.
+    ``t`` of shape (batch, T): row b holds sample b's times, solved with its own steps
+    (``solve(..., per_sample=True)``).
 
     Fixed-step methods step from one time of ``t`` to the next, or by ``options={"step_size": h}``
     (the last step shortened; states between steps by linear interpolation) or
