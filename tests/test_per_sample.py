@@ -67,20 +67,46 @@ def test_controller_options_act_as_in_the_shared_controller(options):
         torch.testing.assert_close(sol.ys[-1, b], ref.ys[-1, 0], rtol=1e-12, atol=1e-12)
 
 
+def vdp_mu(mu):
+    """Van der Pol x'' = mu (1 - x^2) x' - x as a 2-D state, mu per row from the closure."""
+    return lambda t, y: torch.stack([y[:, 1], mu * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0]], 1)
+
+
 def test_van_der_pol_batch_needs_no_more_steps_than_alone():
-    """The 12 Van der Pol problems (mu 0.2..8, [0, 6], dopri5 1e-6/1e-8): the shared step size takes
-    123 accepted steps for every sample; per sample, 27..92, each exactly its solve alone."""
-    y0 = vdp_y0()
-    kw = dict(method="dopri5", t0=0.0, t1=6.0, rtol=1e-6, atol=1e-8)
-    per = cd.solve(vdp, y0, per_sample=True, **kw).stats.forward.accepted_steps
-    shared = cd.solve(vdp, y0, **kw).stats.forward.accepted_steps
-    lone = torch.tensor([alone(vdp, y0, b, **kw).stats.forward.accepted_steps for b in range(12)])
-    assert bool((per <= 1.1 * lone).all())
-    assert int(per.max()) < shared and int(per[0]) < shared / 4
+    """12 Van der Pol problems, mu = 0.2..8, y0 = (2, 0), on [0, 6], dopri5 at rtol = atol = 1e-6:
+    the shared step size takes 95 accepted steps for every sample; per sample 23..72, each exactly
+    its solve alone."""
+    y0 = torch.tensor([[2.0, 0.0]], dtype=D).repeat(12, 1)
+    kw = dict(method="dopri5", t0=0.0, t1=6.0, rtol=1e-6, atol=1e-6)
+    per = cd.solve(vdp_mu(MU), y0, per_sample=True, **kw)
+    shared = cd.solve(vdp_mu(MU), y0, **kw).stats.forward.accepted_steps
+    lone = [cd.solve(vdp_mu(MU[b:b + 1]), y0[:1], **kw) for b in range(12)]
+    steps = torch.tensor([r.stats.forward.accepted_steps for r in lone])
+    assert torch.equal(per.stats.forward.accepted_steps, steps)
+    assert bool((per.stats.forward.accepted_steps <= 1.1 * steps).all())
+    assert int(per.stats.forward.accepted_steps.max()) < shared and int(per.stats.forward.accepted_steps[0]) < shared / 4
+    torch.testing.assert_close(per.ys[-1], torch.cat([r.ys[-1] for r in lone]), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["adaptive_heun", "fehlberg2", "dopri8"])
+def test_pairs_without_dense_weights_or_fsal(method):
+    """The other adaptive pairs, with outputs inside steps. The shared controller evaluates f(t0, y0)
+    twice for a pair without FSAL (its first-step rule, then the first stage): one more than here."""
+    y0, ts = vdp_y0(MU[::4]), torch.linspace(0.0, 2.0, 4, dtype=D)
+    kw = dict(method=method, t0=0.0, t1=2.0, rtol=1e-5, atol=1e-6)
+    sol = cd.solve(vdp, y0, per_sample=True, t_eval=ts, options={"compact": True}, **kw)
+    extra = 0 if method == "dopri8" else 1
+    for b in range(3):
+        ref = alone(vdp, y0, b, t_eval=ts.tolist(), **kw)
+        assert int(sol.stats.forward.accepted_steps[b]) == ref.stats.forward.accepted_steps
+        assert int(sol.stats.forward.rejected_steps[b]) == ref.stats.forward.rejected_steps
+        assert int(sol.stats.forward.nfe[b]) == ref.stats.forward.nfe - extra
+        torch.testing.assert_close(sol.ys[:, b], ref.ys[:, 0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [{}, {"compact": True}, {"sync_every": 4}, {"compact": True, "sync_every": 3}])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_per_sample_spans_and_output_times_equal_the_alone_solves(reverse):
+def test_per_sample_spans_and_output_times_equal_the_alone_solves(reverse, options):
     torch.manual_seed(0)
     B, T = 5, 4
     y0 = torch.randn(B, 3, dtype=D)
@@ -90,7 +116,8 @@ def test_per_sample_spans_and_output_times_equal_the_alone_solves(reverse):
         t0, t1 = t1, t0
     frac = torch.tensor([0.0, 0.3, 0.55, 1.0], dtype=D)
     t_eval = t0[:, None] + frac[None, :] * (t1 - t0)[:, None]
-    sol = cd.solve(forced, y0, method="dopri5", t0=t0, t1=t1, t_eval=t_eval, rtol=1e-7, atol=1e-9, per_sample=True)
+    sol = cd.solve(forced, y0, method="dopri5", t0=t0, t1=t1, t_eval=t_eval, rtol=1e-7, atol=1e-9, per_sample=True,
+                   options=options)
     assert sol.ys.shape == (T, B, 3)
     torch.testing.assert_close(sol.ts, t_eval.T)
     for b in range(B):
@@ -98,6 +125,7 @@ def test_per_sample_spans_and_output_times_equal_the_alone_solves(reverse):
                        t_eval=t_eval[b].tolist(), rtol=1e-7, atol=1e-9)
         torch.testing.assert_close(sol.ys[:, b], ref.ys[:, 0], rtol=1e-12, atol=1e-12)
         assert int(sol.stats.forward.accepted_steps[b]) == ref.stats.forward.accepted_steps
+        assert int(sol.stats.forward.rejected_steps[b]) == ref.stats.forward.rejected_steps
 
 
 def test_shared_t_eval_and_a_tuple_state():
@@ -112,13 +140,15 @@ def test_shared_t_eval_and_a_tuple_state():
     assert v.shape == (3, 3, 2)
 
 
-def test_backprop_gradients_equal_the_alone_solves():
+@pytest.mark.parametrize("compact", [False, True])
+def test_backprop_gradients_equal_the_alone_solves(compact):
     torch.manual_seed(2)
     w = torch.tensor([[-1.0, 0.4], [-0.3, -0.8]], dtype=D, requires_grad=True)
     f = lambda t, y: torch.tanh(y @ w) + 0.1 * torch.sin(t)[:, None]  # noqa: E731
     y0 = torch.randn(4, 2, dtype=D, requires_grad=True)
     t1 = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=D)
-    sol = cd.solve(f, y0, method="tsit5", t0=0.0, t1=t1, rtol=1e-8, atol=1e-10, per_sample=True)
+    sol = cd.solve(f, y0, method="tsit5", t0=0.0, t1=t1, rtol=1e-8, atol=1e-10, per_sample=True,
+                   options={"compact": compact})
     gy, gw = torch.autograd.grad(sol.ys[-1].pow(2).sum(), (y0, w))
     ref_w = torch.zeros_like(w)
     for b in range(4):
@@ -167,8 +197,17 @@ def test_bad_input_is_refused_by_name():
         cd.solve(f, y0, method="rk4", **ok)
     with pytest.raises(ValueError, match="does not support steps"):
         cd.solve(f, y0, method="dopri5", steps=4, **ok)
+    with pytest.raises(ValueError, match="adaptive explicit Runge-Kutta"):
+        cd.solve(f, y0, method="euler", **ok)
+    with pytest.raises(ValueError, match="does not support project"):
+        cd.solve(f, y0, method="dopri5", project=lambda y: y, **ok)
+    for mode in ("adjoint", "checkpoint"):
+        with pytest.raises(NotImplementedError, match=f"gradient='{mode}'"):
+            cd.solve(f, y0, method="dopri5", gradient=mode, **ok)
     with pytest.raises(NotImplementedError, match="gradient='adjoint'"):
-        cd.solve(f, y0, method="dopri5", gradient="adjoint", **ok)
+        cd.odeint_adjoint(f, y0, torch.tensor([[0.0, 1.0], [0.0, 2.0]], dtype=D))
+    with pytest.raises(ValueError, match=r"options\['sync_every'\] must be a positive int"):
+        cd.solve(f, y0, method="dopri5", options={"sync_every": 0}, **ok)
     with pytest.raises(ValueError, match="unknown options"):
         cd.solve(f, y0, method="dopri5", options={"compactt": True}, **ok)
     with pytest.raises(ValueError, match="t1 must be a float or have shape"):
@@ -188,3 +227,39 @@ def test_bad_input_is_refused_by_name():
         cd.solve(field, y0.float(), method="dopri5", **ok)
     with pytest.raises(ValueError, match="T >= 2"):
         cd.odeint(f, y0, torch.zeros(2, 1, dtype=D))
+
+
+SYNCS = ("tolist", "item", "__bool__", "__int__", "__float__", "__index__", "nonzero")
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_host_syncs_one_per_step_or_one_per_sync_every_steps(monkeypatch, compact):
+    """Counts the Python-level reads of a tensor's value (tolist, item, bool, int, float, index,
+    nonzero) during a solve: a fixed few per solve (checks of the input, the end) plus one per step,
+    or one per sync_every steps (the march then runs up to sync_every - 1 idle steps at the end). On CPU this is what a host sync is; reads inside torch's own
+    kernels are not counted."""
+    calls = [0]
+
+    def counted(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls[0] += 1
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    y0 = vdp_y0()
+    kw = dict(method="dopri5", t0=0.0, t1=6.0, rtol=1e-6, atol=1e-8, per_sample=True)
+    counts = {}
+    for every in (1, 8, 64):
+        with monkeypatch.context() as m:
+            for name in SYNCS:
+                m.setattr(torch.Tensor, name, counted(name))
+            calls[0] = 0
+            st = cd.solve(vdp, y0, options={"compact": compact, "sync_every": every}, **kw).stats.forward
+            counts[every] = calls[0]
+        loop = int((st.accepted_steps + st.rejected_steps).max())  # iterations of the march
+        assert loop > 100
+        counts[every] -= -(-loop // every)  # minus one per sync_every iterations (ceil)
+    fixed = counts[1]
+    assert fixed <= 8 and counts[8] == counts[64] == fixed

@@ -17,8 +17,12 @@ A sample that has reached its t1 stops: it is masked (its state no longer change
 stop) or, with ``compact=True``, dropped from the batch the field sees.
 
 Host syncs: one per step (the "all done?" check, which also reads the largest number of outputs
-the step passed and whether a sample failed), plus one per compaction. Everything else (the done
-mask, the step sizes, the output pointers) stays on the device.
+the step passed and whether a sample failed); a compaction reuses it. Everything else (the done
+mask, the step sizes, the output pointers, the counts) stays on the device. With
+``sync_every=k`` the check runs once every k steps: in between, every step writes all T output
+slots it could pass (masked), the finished samples keep taking zero-length steps (up to k - 1
+idle steps of the whole batch after the last one finishes), and a failure is raised at the next
+check. k at least the slowest sample's step count leaves one sync per solve.
 """
 from __future__ import annotations
 
@@ -62,7 +66,8 @@ def _rms(v: State) -> torch.Tensor:
 class _Rows:
     """The per-sample arrays of one march, all of length n (the batch the field sees)."""
 
-    NAMES = ("t", "t1", "d", "span", "h", "prev", "attempts", "rejects", "ptr", "outs", "gidx", "active")
+    NAMES = ("t", "t1", "d", "span", "h", "prev", "attempts", "rejects", "ptr", "outs", "gidx", "active", "failed",
+             "ratio")
 
     def __init__(self, **arrays: torch.Tensor) -> None:
         self.__dict__.update(arrays)
@@ -78,10 +83,11 @@ class PerSampleMarch:
     stepping; it must treat the rows of the batch independently (with ``compact``, it must not
     depend on a row's position either: finished rows are dropped from the batch it sees)."""
 
-    def __init__(self, f: Field, tableau: ButcherTableau, spec: Adaptive, *, compact: bool = False) -> None:
+    def __init__(self, f: Field, tableau: ButcherTableau, spec: Adaptive, *, compact: bool = False,
+                 sync_every: int = 1) -> None:
         if not tableau.adaptive:
             raise ValueError(f"per_sample needs an adaptive method (an embedded pair), got {tableau.name!r}")
-        self.f, self.tab, self.spec, self.compact = f, tableau, spec, compact
+        self.f, self.tab, self.spec, self.compact, self.sync_every = f, tableau, spec, compact, sync_every
         self._checked = False
 
     def _eval(self, t: torch.Tensor, y: State, rows: _Rows, nfe: torch.Tensor) -> State:
@@ -165,26 +171,29 @@ class PerSampleMarch:
         """March every sample b from (t0[b], y0[b]) to t1[b]; return, per tensor of the state, the
         stacked outputs of shape (T, batch, ...) at ``out_times`` (batch, T) (monotone per sample,
         within [t0, t1]). Fills ``stats`` with per-sample counts (tensors of shape (batch,))."""
-        sp, tab = self.spec, self.tab
+        sp, tab, every = self.spec, self.tab, self.sync_every
         B, T = out_times.shape
         dev = t0.device
         d = torch.sign(t1 - t0)
         long0 = torch.zeros(B, dtype=torch.long, device=dev)
+        false = torch.zeros(B, dtype=torch.bool, device=dev)
         nfe, acc_n, rej_n = long0.clone(), long0.clone(), long0.clone()
         gidx = torch.arange(B, device=dev)
         near = (out_times - t0[:, None]).abs() <= TIME_RTOL * torch.maximum(out_times.abs(), t0[:, None].abs()).clamp(min=1)
         rows = _Rows(t=t0, t1=t1, d=d, span=(t1 - t0).abs(), h=torch.zeros_like(t0), prev=torch.full_like(t0, 1e-4),
-                     attempts=long0, rejects=long0, ptr=near.sum(1), outs=out_times, gidx=gidx,
-                     active=torch.ones(B, dtype=torch.bool, device=dev))
-        written: list[tuple[list[torch.Tensor], torch.Tensor]] = []
+                     attempts=long0, rejects=long0, ptr=near.sum(1), outs=out_times, gidx=gidx, active=~false,
+                     failed=false, ratio=torch.zeros_like(t0))
+        # slot k B + b holds output k of sample b; slot T B takes the writes of rows with nothing to write
+        bufs = [x.new_zeros((T * B + 1, *x.shape[1:])) for x in leaves(y0)]
         y = y0
         for j in range(int(rows.ptr.max())):  # outputs at t0: y0 itself (the one sync before the loop)
-            written.append((leaves(y0), torch.where(j < rows.ptr, j * B + gidx, T * B)))
+            self._write(bufs, leaves(y0), torch.where(j < rows.ptr, j * B + gidx, T * B))
         f0 = self._eval(rows.t, y, rows, nfe)
         with torch.no_grad():
             rows.h = self._first_step(y, f0, rows, nfe)
         shrink = max(sp.safety, sp.dfactor)
         alpha = 1.0 / tab.order - 0.75 * sp.beta
+        step = 0
         while True:
             # propose (Adaptive's rule per sample); finished samples take a step of length 0
             with torch.no_grad():
@@ -218,19 +227,26 @@ class PerSampleMarch:
                 rows.h = torch.where(accept, h_good, torch.where(reject, h_bad, rows.h))
                 rows.prev = torch.where(accept & (ratio <= 1), ratio.clamp(min=1e-4), rows.prev)
                 rows.rejects = torch.where(reject, rows.rejects + 1, torch.where(accept, 0, rows.rejects))
+                rows.ratio = torch.where(active, ratio, rows.ratio)
                 floor = 10 * (torch.nextafter(t, t + d) - t).abs()
                 bound = 1 + torch.log(rows.span / floor) / math.log(1 / shrink)
                 fail = fail | (reject & ((rows.h.abs() < floor) | (rows.rejects > bound)))
+                rows.failed = rows.failed | fail
                 acc_n.index_add_(0, rows.gidx, accept.long())
                 rej_n.index_add_(0, rows.gidx, reject.long())
                 slack = TIME_RTOL * t_next.abs().clamp(min=1)
                 passed = (rows.d[:, None] * (rows.outs - t_next[:, None]) <= slack[:, None]).sum(1)
                 new_ptr = torch.where(accept, passed, rows.ptr)
-                still = active & ~(accept & (t_next == rows.t1))
-                n_active, n_out, failed = torch.stack([still.sum(), (new_ptr - rows.ptr).max(),
-                                                       fail.any().long()]).tolist()  # the one host sync of the step
+                still = active & ~(accept & (t_next == rows.t1)) & ~fail
+                step += 1
+                check = step % every == 0
+                if check:  # the one host sync of the step (of every sync_every-th step)
+                    n_active, n_out, failed = torch.stack([still.sum(), (new_ptr - rows.ptr).max(),
+                                                           rows.failed.any().long()]).tolist()
+                else:  # unknown without a sync: write every output slot a step can pass
+                    n_active, n_out, failed = -1, T, 0
             if failed:
-                raise self._failure(fail, rows, ratio)
+                raise self._failure(rows)
             for j in range(n_out):
                 k = rows.ptr + j
                 valid = k < new_ptr
@@ -240,49 +256,45 @@ class PerSampleMarch:
                 safe_h = torch.where(valid, h_used, torch.ones_like(h_used))
                 s = torch.where(valid & ~at_end, (tau - t) / safe_h, torch.zeros_like(tau))
                 value = _where(at_end, y1, self._interpolate(y, y1, ks, safe_h, s))
-                written.append((leaves(value), torch.where(valid, k * B + rows.gidx, T * B)))
+                self._write(bufs, leaves(value), torch.where(valid, kc * B + rows.gidx, T * B))
             y = _where(accept, y1, y)
             f0 = _where(accept, ks[-1], f0) if tab.fsal else None
             rows.t, rows.ptr, rows.active = torch.where(accept, t_next, t), new_ptr, still
-            if not tab.fsal:
-                f0 = self._eval(rows.t, y, rows, nfe) if n_active else None
             if n_active == 0:
                 break
-            if self.compact and n_active <= rows.t.shape[0] // 2:
-                keep = still.nonzero()[:, 0]  # a sync, once per halving of the batch
+            if not tab.fsal:
+                f0 = self._eval(rows.t, y, rows, nfe)
+            if self.compact and check and n_active <= rows.t.shape[0] // 2:
+                # the rows still stepping, in order: n_active is known, so no further sync
+                keep = torch.argsort((~still).to(torch.uint8), stable=True)[:n_active]
                 rows.select(keep)
                 y = rebuild(y, [x.index_select(0, keep) for x in leaves(y)])
                 f0 = rebuild(f0, [x.index_select(0, keep) for x in leaves(f0)])
         stats.nfe, stats.accepted_steps, stats.rejected_steps = nfe, acc_n, rej_n
-        return self._gather(y0, written, B, T)
+        return [buf[:T * B].reshape(T, B, *x.shape[1:]) for buf, x in zip(bufs, leaves(y0))]
 
     @staticmethod
-    def _gather(y0: State, written: list[tuple[list[torch.Tensor], torch.Tensor]], B: int,
-                T: int) -> list[torch.Tensor]:
-        """The written outputs, each at its flat slot k B + b (slot T B collects the invalid rows)."""
-        index = torch.cat([i for _, i in written])
-        out = []
-        for n, x in enumerate(leaves(y0)):
-            values = torch.cat([v[n] for v, _ in written])
-            buf = values.new_zeros((T * B + 1, *x.shape[1:])).index_copy(0, index, values)
-            out.append(buf[:T * B].reshape(T, B, *x.shape[1:]))
-        return out
+    def _write(bufs: list[torch.Tensor], values: list[torch.Tensor], index: torch.Tensor) -> None:
+        """Row i of every value into slot index[i] of its buffer (differentiably)."""
+        for buf, v in zip(bufs, values):
+            buf.index_copy_(0, index, v.to(buf.dtype))
 
-    def _failure(self, fail: torch.Tensor, rows: _Rows, ratio: torch.Tensor) -> SolverError:
-        b = int(fail.nonzero()[0, 0])
+    def _failure(self, rows: _Rows) -> SolverError:
+        b = int(rows.failed.nonzero()[0, 0])
         t, h, g = float(rows.t[b]), float(rows.h[b]), int(rows.gidx[b])
         sp = self.spec
         if int(rows.attempts[b]) > sp.max_num_steps:
             return SolverError(f"per_sample: sample {g} exceeded max_num_steps={sp.max_num_steps} at t={t} (h={h}); "
                                "raise options['max_num_steps'], loosen rtol/atol, or check the field for stiffness")
-        finite = math.isfinite(float(ratio[b]))
+        finite = math.isfinite(float(rows.ratio[b]))
         return SolverError(f"per_sample: step size underflow for sample {g} at t={t} (h={h}, rtol={sp.rtol}, "
                            f"atol={sp.atol}): the error estimate stayed {'too large' if finite else 'non-finite'} "
                            "(a state or field that blows up, tolerances too tight for the dtype, or a stiff "
                            "field: use an implicit method without per_sample)")
 
 
-OPTIONS = ("first_step", "max_num_steps", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step", "compact")
+OPTIONS = ("first_step", "max_num_steps", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step", "compact",
+           "sync_every")
 
 
 def _batch(y0: State) -> int:
@@ -349,16 +361,20 @@ def solve_per_sample(func: Field, y0: State, *, method: object, t0: object, t1: 
     t0, t1: floats or tensors of shape (batch,); t_eval: (T,) or (batch, T). Returns a
     :class:`Solution` whose ``ys[k]`` holds every sample at its own k-th output time (``ts[k]``,
     ``ts`` of shape (T, batch)) and whose ``stats.forward`` counts are tensors of shape (batch,).
+    options: the adaptive controller's keys (``first_step``, ``max_num_steps``, ``safety``,
+    ``ifactor``, ``dfactor``, ``beta``, ``min_step``, ``max_step``), ``compact`` (drop finished
+    rows from the batch func sees once at most half are still stepping) and ``sync_every`` (host
+    syncs once every k steps instead of every step).
     ``unsupported``: solve's other keywords; any that is set is an error naming it.
     """
     from . import get_stepper
     from .rk import RungeKutta
-    for name, value in unsupported.items():
-        if value is not None:
-            raise ValueError(f"per_sample=True does not support {name} (got {name}={value!r})")
     if gradient != "backprop":
         raise NotImplementedError(f"per_sample=True computes gradients by backprop through its steps only; "
                                   f"gradient={gradient!r} is not implemented for per-sample solves")
+    for name, value in unsupported.items():
+        if value is not None:
+            raise ValueError(f"per_sample=True does not support {name} (got {name}={value!r})")
     if hasattr(func, "make_term"):
         raise ValueError(f"per_sample=True needs a plain func(t, y) taking one time per sample; a "
                          f"{type(func).__name__} reads theta at one time per evaluation")
@@ -378,6 +394,9 @@ def solve_per_sample(func: Field, y0: State, *, method: object, t0: object, t1: 
     compact = options.pop("compact", False)
     if not isinstance(compact, bool):
         raise TypeError(f"options['compact'] must be True or False, got {compact!r}")
+    sync_every = options.pop("sync_every", 1)
+    if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
+        raise ValueError(f"options['sync_every'] must be a positive int, got {sync_every!r}")
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 < value < math.inf):
@@ -391,7 +410,7 @@ def solve_per_sample(func: Field, y0: State, *, method: object, t0: object, t1: 
                          f"{int((start == end).nonzero()[0, 0])})")
     outs = _out_times(t_eval, start, end)
     stats = SolverStats(method=stepper.name, gradient=gradient)
-    ys = PerSampleMarch(func, stepper.tableau, spec, compact=compact).run(y0, start, end, outs, stats.forward)
+    ys = PerSampleMarch(func, stepper.tableau, spec, compact=compact, sync_every=sync_every).run(y0, start, end, outs, stats.forward)
     if not all(bool(torch.isfinite(x).all()) for x in ys):
         raise SolverError("per_sample: the solve's result is non-finite")
     return Solution(outs.T.contiguous(), rebuild(y0, ys), stats)
