@@ -1,4 +1,5 @@
-"""Headless matplotlib figures for planar experiments (Agg backend; import explicitly as ``contdepth.plot``).
+"""Headless matplotlib figures for planar experiments and image states through depth (Agg backend; import
+explicitly as ``contdepth.plot``).
 
 Every function draws into ``ax`` when given (else a new figure) and returns the ``Figure``;
 :func:`save` writes a PNG and closes the figure.
@@ -15,10 +16,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from .analysis.landscape import Landscape  # noqa: E402
 from .analysis.stability import stability_function  # noqa: E402
@@ -306,4 +308,265 @@ def panel_grid(n_rows: int, n_cols: int, draw: Callable[[Axes, int, int], None],
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+# ---- image states through depth and theta(t) per layer (seed 000 fig. 4.5, seed 002 figs. 6-7) ----------------
+
+
+def _check_states(name: str, states) -> torch.Tensor:
+    if not isinstance(states, torch.Tensor) or states.dim() != 4 or states.shape[0] < 1 or states.is_complex():
+        what = tuple(states.shape) if isinstance(states, torch.Tensor) else type(states).__name__
+        raise ValueError(f"{name} must be a real tensor (L + 1, C, H, W): one input's state at every layer, got {what}")
+    return states.detach().cpu().float()
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def layer_picks(n_states: int, max_panels: int) -> list[int]:
+    """At most ``max_panels`` (>= 2) state indices evenly spaced over 0..n_states - 1, both ends included:
+    round(i (n_states - 1) / (max_panels - 1)) for i = 0..max_panels - 1 (every index if n_states <= max_panels)."""
+    _check_int("n_states", n_states, 1)
+    _check_int("max_panels", max_panels, 2)
+    if n_states <= max_panels:
+        return list(range(n_states))
+    return sorted({round(i * (n_states - 1) / (max_panels - 1)) for i in range(max_panels)})
+
+
+def _scale(values: torch.Tensor) -> tuple[float, float, "matplotlib.colors.Colormap"]:
+    """(vmin, vmax, cmap) for images of ``values``: symmetric around 0 (RdBu_r) if a finite value is
+    negative, else [0, max] (viridis); non-finite pixels drawn grey."""
+    finite = values[torch.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 0.0)
+    if lo < 0:
+        top = max(-lo, hi)
+        return -top, top, plt.get_cmap("RdBu_r").with_extremes(bad="0.6")
+    return 0.0, hi if hi > 0 else 1.0, plt.get_cmap("viridis").with_extremes(bad="0.6")
+
+
+def _image_axes(ax: Axes, image: torch.Tensor, scale, label: str, *, gaps: str | None = None):
+    vmin, vmax, cmap = scale
+    cmap = cmap if gaps is None else cmap.with_extremes(bad=gaps)
+    im = ax.imshow(image.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(label, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def _state_label(index: int, times: Sequence[float] | None) -> str:
+    return f"layer {index}" if times is None else f"t = {float(times[index]):.3g}"
+
+
+def activations(states: torch.Tensor, *, times: Sequence[float] | None = None, channel: int = 0,
+                max_panels: int = 11, max_channels: int = 10, title: str | None = None) -> Figure:
+    """One input through the layers (seed 002 fig. 7): ``states`` (L + 1, C, H, W), e.g.
+    ``contdepth.analysis.layer_states(model, x)[:, 0]``.
+
+    First row (fig. 7b): channel ``channel`` of psi_l at up to ``max_panels`` layers
+    (:func:`layer_picks`: evenly spaced, layer 0 = the input and L included), titled "layer l", or
+    "t = ..." given ``times`` (L + 1 values). For C > 1 a second row (fig. 7a): the first
+    ``max_channels`` channels of the output psi_L, each titled with its maximum (what a global max
+    pool takes). Each row has one colour scale and colorbar: symmetric around 0 (RdBu_r) if a value
+    is negative, else from 0 (viridis); non-finite pixels grey.
+
+    Raises ``ValueError`` for ``states`` that are not (L + 1, C, H, W), ``times`` of another length,
+    a ``channel`` outside [0, C), ``max_panels`` < 2 or ``max_channels`` < 1.
+    """
+    states = _check_states("states", states)
+    n, c = states.shape[:2]
+    if times is not None and len(times) != n:
+        raise ValueError(f"times must have one value per state ({n}), got {len(times)}")
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < c:
+        raise ValueError(f"channel must be an int in [0, {c}) (the states have {c} channels), got {channel!r}")
+    picks = layer_picks(n, max_panels)
+    _check_int("max_channels", max_channels, 1)
+    shown = min(c, max_channels)
+    cols = max(len(picks), shown if c > 1 else 0)
+    rows = 2 if c > 1 else 1
+    fig = plt.figure(figsize=(1.35 * cols + 1.2, 1.75 * rows + 0.5), layout="constrained")
+    subs = fig.subfigures(rows, 1, squeeze=False)[:, 0]
+    top = subs[0].subplots(1, cols, squeeze=False)[0]
+    scale = _scale(states[picks, channel])
+    for ax, l in zip(top, picks):
+        im = _image_axes(ax, states[l, channel], scale, _state_label(l, times))
+    for ax in top[len(picks):]:
+        ax.set_visible(False)
+    subs[0].colorbar(im, ax=list(top[:len(picks)]), label="activation", shrink=0.9)
+    subs[0].suptitle(f"channel {channel} through the layers" if c > 1 else "the state through the layers",
+                     fontsize=9)
+    if c > 1:
+        bottom = subs[1].subplots(1, cols, squeeze=False)[0]
+        last = states[-1, :shown]
+        scale = _scale(last)
+        for k, ax in enumerate(bottom[:shown]):
+            peak = last[k].max()
+            im = _image_axes(ax, last[k], scale, f"channel {k}\nmax {float(peak):.3g}")
+        for ax in bottom[shown:]:
+            ax.set_visible(False)
+        subs[1].colorbar(im, ax=list(bottom[:shown]), label="activation", shrink=0.9)
+        more = f" (the first {shown} of {c})" if shown < c else ""
+        subs[1].suptitle(f"the output's channels{more}, {_state_label(n - 1, times)}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def compare_layer_states(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor], *,
+                         names: tuple[str, str] = ("PDE1", "PDE2"), channel: int = 0, max_panels: int = 6,
+                         title: str | None = None) -> Figure:
+    """One input through the layers of two models side by side (seed 000 fig. 4.5: PDE1 vs PDE2).
+
+    ``left`` and ``right`` map the same row labels (e.g. "depth 15") to states (L + 1, C, H, W)
+    of the models ``names[0]`` (left half) and ``names[1]`` (right half); each row shows channel
+    ``channel`` at up to ``max_panels`` layers (:func:`layer_picks`), titled "layer l". A row's
+    two halves share one colour scale (its colorbar at the row's right end; symmetric around 0,
+    RdBu_r, if a value is negative, else from 0, viridis), so they compare pixel for pixel.
+
+    Raises ``ValueError`` for empty dicts or dicts with different labels, states that are not
+    (L + 1, C, H, W), a ``channel`` outside [0, C) of any states, or ``max_panels`` < 2.
+    """
+    if not isinstance(left, dict) or not isinstance(right, dict) or not left:
+        raise ValueError("left and right must be non-empty dicts: row label -> states (L + 1, C, H, W)")
+    if list(left) != list(right):
+        raise ValueError(f"left and right must have the same row labels in the same order, got {list(left)} and "
+                         f"{list(right)}")
+    rows = []
+    for label in left:
+        pair = []
+        for side, states in ((names[0], left[label]), (names[1], right[label])):
+            states = _check_states(f"states of {side!r}, row {label!r}", states)
+            c = states.shape[1]
+            if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < c:
+                raise ValueError(f"channel must be an int in [0, {c}) (the states of {side!r}, row {label!r} "
+                                 f"have {c} channels), got {channel!r}")
+            pair.append(states[:, channel])
+        rows.append((label, pair))
+    picks = [[layer_picks(len(s), max_panels) for s in pair] for _, pair in rows]
+    cols = max(len(p) for pair in picks for p in pair)
+    fig = plt.figure(figsize=(2 * (1.3 * cols) + 1.5, 1.55 * len(rows) + 0.8), layout="constrained")
+    halves = fig.subfigures(1, 2, wspace=0.04)
+    grids = [half.subplots(len(rows), cols, squeeze=False) for half in halves]
+    for half, name in zip(halves, names):
+        half.suptitle(name, fontsize=10)
+    for r, ((label, pair), pair_picks) in enumerate(zip(rows, picks)):
+        scale = _scale(torch.cat([s[p].reshape(-1) for s, p in zip(pair, pair_picks)]))
+        for grid, states, p in zip(grids, pair, pair_picks):
+            for ax, l in zip(grid[r], p):
+                im = _image_axes(ax, states[l], scale, f"layer {l}")
+            for ax in grid[r][len(p):]:
+                ax.set_visible(False)
+            grid[r][0].set_ylabel(label, fontsize=9)
+        halves[1].colorbar(im, ax=list(grids[1][r][:len(pair_picks[1])]), label="activation", shrink=0.9)
+    fig.suptitle(title or f"one input through the layers, channel {channel}: {names[0]} (left) vs {names[1]} (right)")
+    return fig
+
+
+def kernel_mosaic(weight: torch.Tensor) -> torch.Tensor:
+    """The kernels (C_out, C_in, k, k) as one image: block (o, i) at rows o (k + 1).., columns i (k + 1)..,
+    the blocks separated by one row/column of NaN (drawn as gaps); shape (C_out (k + 1) - 1, C_in (k + 1) - 1)."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        what = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"weight must be a tensor (C_out, C_in, k, k), got {what}")
+    o, i, kh, kw = weight.shape
+    padded = F.pad(weight.detach().cpu().float(), (0, 1, 0, 1), value=float("nan"))
+    return padded.permute(0, 2, 1, 3).reshape(o * (kh + 1), i * (kw + 1))[:-1, :-1]
+
+
+def _entry_curves(ax: Axes, name: str, param: torch.Tensor, n: int) -> None:
+    """Every entry of ``param`` (n, ...) against the layer l; with one knot (n = 1), the entries against their index."""
+    values = param.reshape(n, -1)
+    many = values.shape[1] > 9
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.set_ylabel(name)
+    if n == 1:
+        ax.plot(range(values.shape[1]), values[0].numpy(), ".", ms=3 if many else 6, color="C0")
+        ax.set_xlabel("entry (flattened index)")
+        ax.set_title(f"{name}: one knot, constant in t", fontsize=9)
+        return
+    lines = ax.plot(range(n), values.numpy(), marker="." if n < 30 else None, ms=3, lw=0.5 if many else 1.0,
+                    alpha=0.3 if many else 1.0, **({"color": "C0"} if many else {}))
+    ax.set_xlabel("layer l")
+    ax.set_title(f"{name}: all {values.shape[1]} entries" if many else name, fontsize=9)
+    if not many and len(lines) > 1:
+        index = torch.cartesian_prod(*[torch.arange(k) for k in param.shape[1:]]).reshape(len(lines), -1).tolist()
+        legend_outside(ax, lines, [f"{name}[{', '.join(map(str, i))}]" for i in index])
+
+
+def controls(field: ControlledField, *, max_layers: int = 10, panels_per_row: int = 4,
+             title: str | None = None) -> Figure:
+    """theta(t) per layer (seed 002 fig. 6): every control parameter of ``field`` against the knot index l.
+
+    A parameter whose knots are convolution kernels (n, C_out, C_in, k, k) gets the curve of every
+    entry against l (fig. 6b) and a row with the kernels of up to ``max_layers`` evenly spaced knots
+    as images (:func:`kernel_mosaic`: C_out x C_in blocks of k x k; one colour scale symmetric
+    around 0). Every other parameter (n, ...) gets its entries' curves, one panel each (at most
+    ``panels_per_row`` in a row), or, when each such parameter has one entry per knot (a one-channel
+    PDE stencil's alpha, beta, sigma, rho, gamma), all in one panel. Scalar parameters and buffers
+    outside theta(t) (the cubic field's learned gamma) are given in the title.
+
+    Raises ``TypeError`` if ``field`` is not a ControlledField, ``ValueError`` if it has no control
+    parameters or for ``max_layers`` < 2 or ``panels_per_row`` < 1.
+    """
+    if not isinstance(field, ControlledField):
+        raise TypeError(f"field must be a ControlledField, got {type(field).__name__}")
+    if not field.control_names:
+        raise ValueError(f"field {type(field).__name__} has no control parameters theta(t) to draw")
+    _check_int("max_layers", max_layers, 2)
+    _check_int("panels_per_row", panels_per_row, 1)
+    n = field.grid.n
+    params = {name: getattr(field, name).detach().cpu().float() for name in field.control_names}
+    kernels = [name for name, p in params.items() if p.dim() == 5]
+    others = [name for name in params if name not in kernels]
+    combined = len(others) > 1 and all(params[name][0].numel() == 1 for name in others)
+    panels = (["*"] if combined else others) + (kernels if n > 1 else [])  # one knot: no curve
+    curve_rows = -(-len(panels) // panels_per_row)
+    picks = layer_picks(n, max_layers)
+    heights = [3.0] * curve_rows + [2.4] * len(kernels)
+    width = max(4.8 * min(len(panels), panels_per_row), 1.5 * len(picks) + 1.5 if kernels else 0.0)
+    fig = plt.figure(figsize=(width, sum(heights) + 0.6), layout="constrained")
+    subs = fig.subfigures(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for r in range(curve_rows):
+        row = panels[r * panels_per_row:(r + 1) * panels_per_row]
+        axes = subs[r].subplots(1, panels_per_row if curve_rows > 1 else len(row), squeeze=False)[0]
+        for ax, name in zip(axes, row):
+            if name == "*":
+                for i, other in enumerate(others):
+                    ax.plot(range(n), params[other].reshape(n).numpy(), marker="osd^v<>"[i % 7], ms=3, lw=1.0,
+                            label=other)
+                ax.set_xlabel("layer l")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_ylabel("value")
+                ax.set_title(", ".join(others), fontsize=9)
+                ax.grid(alpha=0.3)
+                legend_outside(ax)
+            else:
+                _entry_curves(ax, name, params[name], n)
+        for ax in axes[len(row):]:
+            ax.set_visible(False)
+    for sub, name in zip(subs[curve_rows:], kernels):
+        weight = params[name]
+        axes = sub.subplots(1, max(len(picks), 4), squeeze=False)[0]
+        for ax in axes[len(picks):]:
+            ax.set_visible(False)
+        axes = axes[:len(picks)]
+        scale = _scale(weight[picks])
+        o, i = weight.shape[1:3]
+        for ax, l in zip(axes, picks):
+            im = _image_axes(ax, kernel_mosaic(weight[l]), scale, f"layer {l}", gaps="white")
+        if o > 1 or i > 1:
+            axes[0].set_xlabel(f"input channel 0..{i - 1}", fontsize=8)
+            axes[0].set_ylabel(f"output channel 0..{o - 1}", fontsize=8)
+        sub.colorbar(im, ax=list(axes), label=name, shrink=0.9)
+        sub.suptitle(f"{name}: the {o} x {i} kernels ({weight.shape[3]} x {weight.shape[4]}) of layer l", fontsize=9)
+    scalars = [(name, float(v.detach())) for name, v in (*field.named_parameters(), *field.named_buffers())
+               if name not in params and "." not in name and v.numel() == 1]
+    extra = ", ".join(f"{name} = {value:.3g}" for name, value in scalars)
+    heading = title or f"{type(field).__name__}: theta(t) per layer"
+    fig.suptitle(f"{heading}\n({extra}, constant in depth)" if extra else heading)
     return fig
