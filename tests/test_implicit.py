@@ -218,7 +218,7 @@ def _y3(k1, method, **kw):
         return float(cd.solve(Robertson((k1, 1e4, 3e7)), Y0, t0=0.0, t1=10.0, method=method, **kw).y1[2])
 
 
-@pytest.mark.parametrize("gradient", ["backprop", "checkpoint"])
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint", "adjoint"])
 def test_robertson_gradient_matches_central_differences(gradient):
     kw = dict(rtol=1e-8, atol=1e-12)
     eps = 1e-6

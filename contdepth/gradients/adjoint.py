@@ -16,19 +16,24 @@ control the error of (y, a, g), or of (y, a) alone with ``seminorm`` (Kidger, Ch
 the g-integrals do not feed back into the dynamics), and stop at every output time and jump of f.
 Fixed-step Runge-Kutta methods march (y, a) alone and take g as the stepper's own quadrature of
 its stages (the same numbers as marching g along, without parameter-sized tensors in every
-stage's combination). The gradient is that of the continuous problem, so it differs from
+stage's combination). An implicit backward method (a stiff field) marches (a, g) alone, with y(t)
+the cubic Hermite interpolant of the forward solve's accepted steps (:class:`ForwardPath`): y
+cannot be rebuilt backward in time there, since the field's fast decaying modes grow backward;
+this keeps the forward step ends (O(steps) memory, as torchdiffeq's and diffrax's interpolated
+and checkpointed adjoints). The gradient is that of the continuous problem, so it differs from
 backprop's by the discretisation error.
 """
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import defaultdict
 from typing import Callable
 
 import torch
 
 from ..errors import SolverError
-from ..solvers.controllers import FixedGrid
+from ..solvers.controllers import Adaptive, FixedGrid
 from ..timetol import close, slack
 from ..solvers.engine import Problem, march
 from ..solvers.rk import RungeKutta
@@ -74,6 +79,86 @@ class AdjointTerm(Term):
             f, pull = torch.func.vjp(lambda z: self.term(t, z, side), rebuild(y, parts[:n]))
             return leaves(f) + [-x for x in leaves(pull(rebuild(a, parts[n:]))[0])]
         return 2 * n, fn
+
+
+class ForwardPath:
+    """y(t) for the backward solve, from the forward solve's accepted step ends (t_k, y_k): in the
+    step from t_k to t_k+1 (h = t_k+1 - t_k, s = (t - t_k) / h) the cubic Hermite interpolant
+
+        y(t) = (2s^3 - 3s^2 + 1) y_k + (3s^2 - 2s^3) y_k+1 + h (s^3 - 2s^2 + s) f_k + h (s^3 - s^2) f_k+1,
+
+    f_k = f(t_k, y_k) seen from inside the step (evaluated once per step end when the backward
+    solve first needs it, counted as the backward pass's). Exact at the step ends, error O(h^4)
+    inside a step."""
+
+    def __init__(self, term: Term, times: list[float], ys: list[State]) -> None:
+        self.term, self.times, self.ys = term, times, ys
+        self.d = 1 if times[-1] > times[0] else -1
+        self._keys = [self.d * t for t in times]
+        self._jumps = frozenset(term.jumps())
+        self._slopes: dict[tuple[int, int], State] = {}
+
+    def _slope(self, k: int, side: int) -> State:
+        key = (k, side if self.times[k] in self._jumps else 0)
+        if key not in self._slopes:
+            with torch.no_grad():
+                self._slopes[key] = detach(self.term(self.times[k], self.ys[k], side))
+        return self._slopes[key]
+
+    def __call__(self, t: float) -> State:
+        """y(t), t in the forward solve's interval (the step that holds t; at a step end, y_k)."""
+        j = min(max(bisect.bisect_right(self._keys, self.d * t) - 1, 0), len(self.times) - 2)
+        t0, t1 = self.times[j], self.times[j + 1]
+        if t == t0 or t == t1:
+            return self.ys[j] if t == t0 else self.ys[j + 1]
+        h = t1 - t0
+        s = (t - t0) / h
+        f0, f1 = self._slope(j, self.d), self._slope(j + 1, -self.d)
+        w0, w1 = 2 * s ** 3 - 3 * s ** 2 + 1, 3 * s ** 2 - 2 * s ** 3
+        v0, v1 = h * (s ** 3 - 2 * s ** 2 + s), h * (s ** 3 - s ** 2)
+        return tree_map(lambda a, b, fa, fb: w0 * a + w1 * b + v0 * fa + v1 * fb,
+                        self.ys[j], self.ys[j + 1], f0, f1)
+
+
+class InterpolatedAdjointTerm(Term):
+    """The adjoint right-hand side (-a df/dy, -a df/dtheta) of (a, g) alone, with y(t) from the
+    forward solve (:class:`ForwardPath`) instead of solved backward along with them: da/dt is
+    linear in a, and an implicit method integrates it as stably as the forward solve did y, where
+    rebuilding y backward in time would follow a stiff field's decaying modes growing."""
+
+    def __init__(self, term: Term, path: ForwardPath) -> None:
+        self.term, self.path = term, path
+        self._params = term.params()
+        self._checked = False
+
+    def __call__(self, t: float, state, side: int):
+        a, _ = state
+        with torch.enable_grad():
+            y_in = detach(self.path(t), True)
+            f = self.term(t, y_in, side)
+            if not self._checked:
+                check_params_found(self.term, leaves(f), leaves(y_in) + self._params)
+                self._checked = True
+            grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
+        n = len(leaves(y_in))
+        return rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:])
+
+    @property
+    def counts(self):
+        """The wrapped term's counters (an implicit stepper adds its Jacobians and solves there)."""
+        return self.term.counts
+
+    def coupled_drift(self, t: float, side: int, state) -> tuple[int, Callable]:
+        """(n, fn) for an implicit stepper: a (its n tensors) is all the drift depends on, and
+        fn(a) = -a^T df/dy(t, y(t)) as :mod:`torch.func` can differentiate (a Jacobian -df/dy^T)."""
+        a, _ = state
+        n = len(leaves(a))
+        y = self.path(t)
+
+        def fn(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+            _, pull = torch.func.vjp(lambda z: self.term(t, z, side), y)
+            return [-x for x in leaves(pull(rebuild(a, parts))[0])]
+        return n, fn
 
 
 class QuadratureAdjointTerm(Term):
@@ -177,24 +262,38 @@ def _restarts(problem: Problem) -> tuple[dict[float, int], tuple[float, ...]]:
             tuple(dict.fromkeys(s for s in ends if inside(s) and s not in outputs)))
 
 
+def interpolates(problem: Problem) -> bool:
+    """True when the backward solve takes y from the forward solve (:class:`ForwardPath`) instead of
+    solving for it: with an implicit backward method (a stiff field, whose y cannot be rebuilt
+    backward in time), for an ODE."""
+    return getattr(problem.adjoint.stepper, "implicit", False) \
+        and type(problem.term).adjoint_term is Term.adjoint_term
+
+
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: Problem, like: State, *inputs: torch.Tensor):
         n = len(leaves(like))
-        from_outputs, from_steps = _restarts(problem)
-        wanted, kept = frozenset(from_steps), {}
+        ctx.interpolated = interpolates(problem)
+        from_outputs, from_steps = ((), ()) if ctx.interpolated else _restarts(problem)
+        wanted, kept, knots = frozenset(from_steps), {}, []
 
         def keep(rec, y: State, state: tuple) -> None:
-            if rec.t in wanted:
+            if ctx.interpolated:
+                knots.append((rec.t, rec.t_next, y))
+            elif rec.t in wanted:
                 kept[rec.t] = y
 
         with torch.no_grad():
-            outs, y1 = problem.march(rebuild(like, inputs[:n]), on_step=keep if from_steps else None)
+            outs, y1 = problem.march(rebuild(like, inputs[:n]), on_step=keep if from_steps or ctx.interpolated
+                                     else None)
         stacked = stack_outputs(outs)
         ctx.problem, ctx.like, ctx.from_outputs, ctx.from_steps = problem, like, from_outputs, from_steps
         ctx.module = module_tensors(problem.term)
+        ctx.knot_times = [t for t, _, _ in knots] + [knots[-1][1]] if knots else []
         ctx.y1_is_output = close(problem.out_times[-1], problem.t1)  # then y1 is the last output itself
         ctx.save_for_backward(*stacked, *(x for t in from_steps for x in leaves(kept[t])),
+                              *(x for _, _, y in knots for x in leaves(y)),
                               *(() if ctx.y1_is_output else leaves(y1)))
         return stacked
 
@@ -206,8 +305,6 @@ class _Adjoint(torch.autograd.Function):
         like, saved, n = ctx.like, ctx.saved_tensors, len(leaves(ctx.like))
         output = lambda i: rebuild(like, [x[i] for x in saved[:n]])
         y1 = output(-1) if ctx.y1_is_output else rebuild(like, saved[-n:])
-        restart = {t: output(i) for t, i in ctx.from_outputs.items()}
-        restart.update((t, rebuild(like, saved[(1 + k) * n:(2 + k) * n])) for k, t in enumerate(ctx.from_steps))
         g = [rebuild(like, x) for x in output_grads(grads, len(problem.out_times))]
         at = _injections(problem, g)
 
@@ -216,30 +313,49 @@ class _Adjoint(torch.autograd.Function):
                 a = add(a, grad if w == 1.0 else tree_map(lambda x: w * x, grad))
             return a
 
-        def inject(t: float, state):  # every restart time is also in ``at``
-            return (restart.get(t, state[0]), gathered(t, state[1]), *state[2:]) if t in at else state
-
-        stepper = config.stepper
-        quadrature = isinstance(stepper, RungeKutta) and not stepper.adaptive and not stepper.fsal \
-            and type(problem.term).adjoint_term is Term.adjoint_term
+        stepper, grid = config.stepper, config.grid
         a1 = gathered(problem.t1, tree_map(torch.zeros_like, y1))
         n_y = len(leaves(y1))
-        controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=config.grid,
-                                        stops=tuple(at) + config.jumps, norm_leaves=2 * n_y if config.seminorm else None)
+        zero_params = tuple(torch.zeros_like(p) for p in problem.term.params())
+        quadrature = not ctx.interpolated and isinstance(stepper, RungeKutta) and not stepper.adaptive \
+            and not stepper.fsal and type(problem.term).adjoint_term is Term.adjoint_term
+        if ctx.interpolated:
+            start = len(saved) - (0 if ctx.y1_is_output else n) - n * (len(ctx.knot_times) - 1)
+            ys = [rebuild(like, saved[start + k * n:start + (k + 1) * n]) for k in range(len(ctx.knot_times) - 1)]
+            term, aug0 = InterpolatedAdjointTerm(problem.term, ForwardPath(problem.term, ctx.knot_times, ys + [y1])), (
+                a1, zero_params)
+            inject = lambda t, state: (gathered(t, state[0]), state[1]) if t in at else state
+            if isinstance(grid, Adaptive) and grid.norm is not None:  # the norm sees y's error as zero
+                norm, zero_y = grid.norm, tree_map(torch.zeros_like, y1)
+                grid = dataclasses.replace(grid, norm=lambda scaled: norm((zero_y, *scaled)))
+        else:
+            restart = {t: output(i) for t, i in ctx.from_outputs.items()}
+            restart.update((t, rebuild(like, saved[(1 + k) * n:(2 + k) * n])) for k, t in enumerate(ctx.from_steps))
+
+            def inject(t: float, state):  # every restart time is also in ``at``
+                return (restart.get(t, state[0]), gathered(t, state[1]), *state[2:]) if t in at else state
+            if quadrature:
+                term = None
+            else:
+                term, aug0 = problem.term.adjoint_term(AdjointTerm(problem.term)), (y1, a1, zero_params)
+        norm_leaves = (n_y if ctx.interpolated else 2 * n_y) if config.seminorm else None
+        controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=grid,
+                                        stops=tuple(at) + config.jumps, norm_leaves=norm_leaves)
         if quadrature:
             drift = QuadratureAdjointTerm(problem.term, stepper.tableau.b, controller.step_sizes())
             term, aug0 = drift, (y1, a1)
-        else:
-            term = problem.term.adjoint_term(AdjointTerm(problem.term))
-            aug0 = (y1, a1, tuple(torch.zeros_like(p) for p in problem.term.params()))
         try:
             with counting(problem.term, problem.stats.backward):
                 _, end = march(term, stepper, controller, aug0, problem.t1, problem.t0, (), problem.stats.backward,
                                inject=inject, on_step=(lambda rec, y, s: drift.close_step(rec.h)) if quadrature else None)
         except SolverError as err:
             raise SolverError(f"the adjoint backward solve failed: {err}") from err
-        y, a = end[0], end[1]
-        p = drift.result() if quadrature else end[2]
+        if ctx.interpolated:
+            a, p = end
+            y = ()
+        else:
+            y, a = end[0], end[1]
+            p = drift.result() if quadrature else end[2]
         if not all_finite((y, a)):
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "

@@ -22,7 +22,9 @@ class Stepper(Protocol):
     it, and the march re-``init``s it after a jump of f. Under a projection (``project=``) the
     march re-``init``s an ``fsal`` stepper's state at every projected step end (its derivative
     was taken at the unprojected end); any other state is carried as is. ``adaptive`` steppers
-    return an error estimate with the state's structure, fixed-step ones ``None``.
+    return an error estimate with the state's structure, fixed-step ones ``None``. A stepper that
+    solves for its stages (stable on stiff fields) declares ``implicit = True`` (absent: False);
+    the adjoint then takes y(t) from the forward solve instead of solving for it backward.
     """
 
     name: str

@@ -101,6 +101,7 @@ class ImplicitRungeKutta:
     """
 
     fsal = False
+    implicit = True
 
     def __init__(self, tableau: ImplicitTableau, *, newton: str = "auto", newton_rtol: float = 1e-9,
                  newton_atol: float = 1e-12, newton_max_iter: int = 10, dense_max: int = 256,
