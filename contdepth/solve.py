@@ -374,7 +374,7 @@ def solve(func: Callable, y0: State, *, method="rk4", steps: int | None = None, 
         ``t1`` that requires grad.
     per_sample: every sample along dim 0 of y0 keeps its own step size, accept/reject, t0/t1
         (floats or shape (batch,)) and t_eval ((T,) or (batch, T)); adaptive explicit methods,
-        gradient ``"backprop"``; func gets t of shape (batch,). See
+        gradient ``"backprop"`` or ``"checkpoint"``; func gets t of shape (batch,). See
         :func:`~contdepth.solvers.per_sample.solve_per_sample`.
     """
     y0 = check_y0(y0)

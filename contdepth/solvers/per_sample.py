@@ -16,6 +16,10 @@ So each sample takes the steps it takes when solved alone (up to the rounding of
 A sample that has reached its t1 stops: it is masked (its state no longer changes, its counters
 stop) or, with ``compact=True``, dropped from the batch the field sees.
 
+Gradients: ``backprop`` through the steps (the step sizes and accept/reject decisions are data, as
+in the shared march), or ``checkpoint``: each step keeps only its inputs (y, f0) and its stages are
+recomputed by ``torch.utils.checkpoint`` during the backward pass; both give the same numbers.
+
 Host syncs: one per step (the "all done?" check, which also reads the largest number of outputs
 the step passed and whether a sample failed); a compaction reuses it. Everything else (the done
 mask, the step sizes, the output pointers, the counts) stays on the device. With
@@ -30,9 +34,10 @@ import math
 from typing import Callable
 
 import torch
+import torch.utils.checkpoint
 
 from ..errors import SolverError
-from ..solution import Solution, SolverStats, StepCounts
+from ..solution import Solution, SolverStats
 from ..terms import check_returned
 from ..timetol import TIME_RTOL
 from ..tree import State, leaves, rebuild
@@ -84,11 +89,31 @@ class PerSampleMarch:
     depend on a row's position either: finished rows are dropped from the batch it sees)."""
 
     def __init__(self, f: Field, tableau: ButcherTableau, spec: Adaptive, *, compact: bool = False,
-                 sync_every: int = 1) -> None:
+                 sync_every: int = 1, checkpoint: bool = False) -> None:
         if not tableau.adaptive:
             raise ValueError(f"per_sample needs an adaptive method (an embedded pair), got {tableau.name!r}")
         self.f, self.tab, self.spec, self.compact, self.sync_every = f, tableau, spec, compact, sync_every
+        self.checkpoint = checkpoint
         self._checked = False
+        self._replay_nfe: torch.Tensor | None = None  # set once the forward march is over
+
+    def _step(self, t: torch.Tensor, h: torch.Tensor, y: State, f0: State, rows: _Rows,
+              nfe: torch.Tensor) -> tuple[list[State], State]:
+        """The stages and y1 of one step; with ``checkpoint``, only the step's inputs are kept for
+        the backward pass, which recomputes the stages (counted in ``_replay_nfe``)."""
+        if not (self.checkpoint and torch.is_grad_enabled()):
+            return self._stages(t, h, y, f0, rows, nfe)
+        seen = _Rows(gidx=rows.gidx, active=rows.active)
+        ny, nf = len(leaves(y)), len(leaves(f0))
+
+        def stages(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            counter = nfe if self._replay_nfe is None else self._replay_nfe
+            ks, y1 = self._stages(t, h, rebuild(y, list(flat[:ny])), rebuild(f0, list(flat[ny:])), seen, counter)
+            return tuple(x for k in ks for x in leaves(k)) + tuple(leaves(y1))
+
+        flat = torch.utils.checkpoint.checkpoint(stages, *leaves(y), *leaves(f0), use_reentrant=False)
+        ks = [rebuild(f0, list(flat[i * nf:(i + 1) * nf])) for i in range(self.tab.stages)]
+        return ks, rebuild(y, list(flat[self.tab.stages * nf:]))
 
     def _eval(self, t: torch.Tensor, y: State, rows: _Rows, nfe: torch.Tensor) -> State:
         """f at per-sample times t (float64, (n,)), counted for the active samples."""
@@ -167,10 +192,12 @@ class PerSampleMarch:
         return rebuild(y0, out)
 
     def run(self, y0: State, t0: torch.Tensor, t1: torch.Tensor, out_times: torch.Tensor,
-            stats: StepCounts) -> list[torch.Tensor]:
+            stats: SolverStats) -> list[torch.Tensor]:
         """March every sample b from (t0[b], y0[b]) to t1[b]; return, per tensor of the state, the
         stacked outputs of shape (T, batch, ...) at ``out_times`` (batch, T) (monotone per sample,
-        within [t0, t1]). Fills ``stats`` with per-sample counts (tensors of shape (batch,))."""
+        within [t0, t1]). Fills ``stats.forward`` with per-sample counts (tensors of shape
+        (batch,)); with ``checkpoint``, ``stats.backward.nfe`` counts the recomputed evaluations
+        as the backward pass runs."""
         sp, tab, every = self.spec, self.tab, self.sync_every
         B, T = out_times.shape
         dev = t0.device
@@ -209,7 +236,7 @@ class PerSampleMarch:
                 h_used = torch.where(active, torch.where(on_t1, rows.t1 - t, h), torch.zeros_like(h))
                 t_next = torch.where(active, torch.where(on_t1, rows.t1, end), t)
                 fail = active & ((t + h == t) | ~torch.isfinite(h) | (rows.attempts > sp.max_num_steps))
-            ks, y1 = self._stages(t, h_used, y, f0, rows, nfe)
+            ks, y1 = self._step(t, h_used, y, f0, rows, nfe)
             # judge
             with torch.no_grad():
                 error = self._error(h_used, ks)
@@ -270,7 +297,9 @@ class PerSampleMarch:
                 rows.select(keep)
                 y = rebuild(y, [x.index_select(0, keep) for x in leaves(y)])
                 f0 = rebuild(f0, [x.index_select(0, keep) for x in leaves(f0)])
-        stats.nfe, stats.accepted_steps, stats.rejected_steps = nfe, acc_n, rej_n
+        stats.forward.nfe, stats.forward.accepted_steps, stats.forward.rejected_steps = nfe, acc_n, rej_n
+        if self.checkpoint:
+            self._replay_nfe = stats.backward.nfe = torch.zeros_like(nfe)
         return [buf[:T * B].reshape(T, B, *x.shape[1:]) for buf, x in zip(bufs, leaves(y0))]
 
     @staticmethod
@@ -369,8 +398,8 @@ def solve_per_sample(func: Field, y0: State, *, method: object, t0: object, t1: 
     """
     from . import get_stepper
     from .rk import RungeKutta
-    if gradient != "backprop":
-        raise NotImplementedError(f"per_sample=True computes gradients by backprop through its steps only; "
+    if gradient not in ("backprop", "checkpoint"):
+        raise NotImplementedError(f"per_sample=True computes gradients by backprop or checkpoint only; "
                                   f"gradient={gradient!r} is not implemented for per-sample solves")
     for name, value in unsupported.items():
         if value is not None:
@@ -410,7 +439,9 @@ def solve_per_sample(func: Field, y0: State, *, method: object, t0: object, t1: 
                          f"{int((start == end).nonzero()[0, 0])})")
     outs = _out_times(t_eval, start, end)
     stats = SolverStats(method=stepper.name, gradient=gradient)
-    ys = PerSampleMarch(func, stepper.tableau, spec, compact=compact, sync_every=sync_every).run(y0, start, end, outs, stats.forward)
+    march = PerSampleMarch(func, stepper.tableau, spec, compact=compact, sync_every=sync_every,
+                           checkpoint=gradient == "checkpoint")
+    ys = march.run(y0, start, end, outs, stats)
     if not all(bool(torch.isfinite(x).all()) for x in ys):
         raise SolverError("per_sample: the solve's result is non-finite")
     return Solution(outs.T.contiguous(), rebuild(y0, ys), stats)
