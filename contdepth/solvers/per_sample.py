@@ -62,6 +62,11 @@ def _axpy(y: State, s: torch.Tensor, k: State) -> State:
     return rebuild(y, [a + _col(s, a) * b for a, b in zip(leaves(y), leaves(k))])
 
 
+def _axpy_cols(y: State, cols: list[torch.Tensor], c: float, k: State) -> State:
+    """y + (h c) k per sample, with ``cols`` h already shaped per tensor of y (``_col``)."""
+    return rebuild(y, [a + (h * c) * b for a, h, b in zip(leaves(y), cols, leaves(k))])
+
+
 def _rms(v: State) -> torch.Tensor:
     """Per sample, the max over the state's tensors of the RMS over the sample's elements: (n,)."""
     per = [x.reshape(x.shape[0], -1).pow(2).mean(1).sqrt().to(torch.float64) for x in leaves(v)]
@@ -145,11 +150,12 @@ class PerSampleMarch:
                 nfe: torch.Tensor) -> tuple[list[State], State]:
         """The stage derivatives (k_0 = f0, FSAL or not) and y1 of one step per sample."""
         tab, ks = self.tab, [f0]
+        cols = [_col(h, x) for x in leaves(y)]
         for i in range(1, tab.stages):
             yi = y
             for c, k in zip(tab.a[i], ks):
                 if c:
-                    yi = _axpy(yi, h * c, k)
+                    yi = _axpy_cols(yi, cols, c, k)
             if tab.fsal and i == tab.stages - 1:
                 y1 = yi
             ks.append(self._eval(t + h if tab.c[i] == 1 else t + tab.c[i] * h, yi, rows, nfe))
@@ -157,15 +163,16 @@ class PerSampleMarch:
             y1 = y
             for c, k in zip(tab.b, ks):
                 if c:
-                    y1 = _axpy(y1, h * c, k)
+                    y1 = _axpy_cols(y1, cols, c, k)
         return ks, y1
 
     def _error(self, h: torch.Tensor, ks: list[State]) -> State:
         terms = [(c, k) for c, k in zip(self.tab.b_error, ks) if c]
         c0, k0 = terms[0]
-        out = rebuild(k0, [_col(h * c0, x) * x for x in leaves(k0)])
+        cols = [_col(h, x) for x in leaves(k0)]
+        out = rebuild(k0, [(hc * c0) * x for hc, x in zip(cols, leaves(k0))])
         for c, k in terms[1:]:
-            out = _axpy(out, h * c, k)
+            out = _axpy_cols(out, cols, c, k)
         return out
 
     def _interpolate(self, y0: State, y1: State, ks: list[State], h: torch.Tensor, s: torch.Tensor) -> State:
