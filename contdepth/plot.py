@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
@@ -489,11 +490,17 @@ def _entry_curves(ax: Axes, name: str, param: torch.Tensor, n: int) -> None:
         ax.set_xlabel("entry (flattened index)")
         ax.set_title(f"{name}: one knot, constant in t", fontsize=9)
         return
-    lines = ax.plot(range(n), values.numpy(), marker="." if n < 30 else None, ms=3, lw=0.5 if many else 1.0,
-                    alpha=0.3 if many else 1.0, **({"color": "C0"} if many else {}))
     ax.set_xlabel("layer l")
-    ax.set_title(f"{name}: all {values.shape[1]} entries" if many else name, fontsize=9)
-    if not many and len(lines) > 1:
+    if many:  # one collection of thin lines (fig. 6b): hundreds of Line2D artists draw slowly
+        xs = torch.arange(n, dtype=values.dtype).expand(values.shape[1], n)
+        ax.add_collection(LineCollection(torch.stack([xs, values.T], dim=-1).numpy(), colors="C0", linewidths=0.5,
+                                         alpha=0.3))
+        ax.autoscale_view()
+        ax.set_title(f"{name}: all {values.shape[1]} entries", fontsize=9)
+        return
+    lines = ax.plot(range(n), values.numpy(), marker="." if n < 30 else None, ms=3, lw=1.0)
+    ax.set_title(name, fontsize=9)
+    if len(lines) > 1:
         index = torch.cartesian_prod(*[torch.arange(k) for k in param.shape[1:]]).reshape(len(lines), -1).tolist()
         legend_outside(ax, lines, [f"{name}[{', '.join(map(str, i))}]" for i in index])
 
@@ -503,12 +510,13 @@ def controls(field: ControlledField, *, max_layers: int = 10, panels_per_row: in
     """theta(t) per layer (seed 002 fig. 6): every control parameter of ``field`` against the knot index l.
 
     A parameter whose knots are convolution kernels (n, C_out, C_in, k, k) gets the curve of every
-    entry against l (fig. 6b) and a row with the kernels of up to ``max_layers`` evenly spaced knots
-    as images (:func:`kernel_mosaic`: C_out x C_in blocks of k x k; one colour scale symmetric
-    around 0). Every other parameter (n, ...) gets its entries' curves, one panel each (at most
-    ``panels_per_row`` in a row), or, when each such parameter has one entry per knot (a one-channel
-    PDE stencil's alpha, beta, sigma, rho, gamma), all in one panel. Scalar parameters and buffers
-    outside theta(t) (the cubic field's learned gamma) are given in the title.
+    entry against l (fig. 6b; not for n = 1) and a row with the kernels of up to ``max_layers``
+    evenly spaced knots as images (:func:`kernel_mosaic`: C_out x C_in blocks of k x k; one colour
+    scale symmetric around 0). Every other parameter (n, ...) gets its entries' curves, one panel
+    each (at most ``panels_per_row`` in a row); they share one panel when each has one entry per
+    knot (a one-channel PDE stencil's alpha, beta, sigma, rho, gamma: five curves) or when n = 1
+    (an autonomous field: every entry against its index). Scalar parameters and buffers outside
+    theta(t) (the cubic field's learned gamma) are given in the title.
 
     Raises ``TypeError`` if ``field`` is not a ControlledField, ``ValueError`` if it has no control
     parameters or for ``max_layers`` < 2 or ``panels_per_row`` < 1.
@@ -523,19 +531,30 @@ def controls(field: ControlledField, *, max_layers: int = 10, panels_per_row: in
     params = {name: getattr(field, name).detach().cpu().float() for name in field.control_names}
     kernels = [name for name, p in params.items() if p.dim() == 5]
     others = [name for name in params if name not in kernels]
-    combined = len(others) > 1 and all(params[name][0].numel() == 1 for name in others)
+    combined = len(others) > 1 and (n == 1 or all(params[name][0].numel() == 1 for name in others))
     panels = (["*"] if combined else others) + (kernels if n > 1 else [])  # one knot: no curve
     curve_rows = -(-len(panels) // panels_per_row)
     picks = layer_picks(n, max_layers)
-    heights = [3.0] * curve_rows + [2.4] * len(kernels)
-    width = max(4.8 * min(len(panels), panels_per_row), 1.5 * len(picks) + 1.5 if kernels else 0.0)
+    heights = [3.0] * curve_rows + [2.4 if n > 1 else 4.0] * len(kernels)  # one knot: one larger mosaic
+    width = max(4.8 * min(len(panels), panels_per_row), 1.5 * max(len(picks), 3) + 1.5 if kernels else 0.0)
     fig = plt.figure(figsize=(width, sum(heights) + 0.6), layout="constrained")
     subs = fig.subfigures(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
     for r in range(curve_rows):
         row = panels[r * panels_per_row:(r + 1) * panels_per_row]
         axes = subs[r].subplots(1, panels_per_row if curve_rows > 1 else len(row), squeeze=False)[0]
         for ax, name in zip(axes, row):
-            if name == "*":
+            if name == "*" and n == 1:  # one knot: every parameter's entries against their index
+                for i, other in enumerate(others):
+                    values = params[other].reshape(-1)
+                    ax.plot(range(len(values)), values.numpy(), marker="osd^v<>"[i % 7], ms=3, ls="none",
+                            label=other)
+                ax.set_xlabel("entry (flattened index)")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_ylabel("value")
+                ax.set_title("one knot: theta constant in t", fontsize=9)
+                ax.grid(alpha=0.3)
+                legend_outside(ax)
+            elif name == "*":
                 for i, other in enumerate(others):
                     ax.plot(range(n), params[other].reshape(n).numpy(), marker="osd^v<>"[i % 7], ms=3, lw=1.0,
                             label=other)
@@ -551,10 +570,7 @@ def controls(field: ControlledField, *, max_layers: int = 10, panels_per_row: in
             ax.set_visible(False)
     for sub, name in zip(subs[curve_rows:], kernels):
         weight = params[name]
-        axes = sub.subplots(1, max(len(picks), 4), squeeze=False)[0]
-        for ax in axes[len(picks):]:
-            ax.set_visible(False)
-        axes = axes[:len(picks)]
+        axes = sub.subplots(1, len(picks), squeeze=False)[0]
         scale = _scale(weight[picks])
         o, i = weight.shape[1:3]
         for ax, l in zip(axes, picks):

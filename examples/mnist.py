@@ -12,7 +12,10 @@ command resumes from the checkpoint and ends with the same weights as an uninter
 ``--block`` (pde1, pde2, resnet): ``seed`` (default), seed 000's layer ReLU(psi + D psi) with the
 skip inside the ReLU (a projected Euler step); ``ode``, the ODE form psi + ReLU(D psi).
 After training, ``--eval-method``/``--eval-steps`` re-evaluate the trained field with other
-integrators and depths.
+integrators and depths. At the end it also writes DIR/activations.png (the first test image of a
+0 through the layers: seed 002 fig. 7), DIR/controls.png (theta(t) per layer: seed 002 fig. 6) and,
+for the Euler blocks (all but odenet), the activation mass budget per layer into metrics.json
+(``mass_budget``: mass, border band, source, outflow, projection; contdepth.analysis.mass_budget).
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import contdepth as cd  # noqa: E402
 import contdepth.plot as cplot  # noqa: E402
+from contdepth.analysis import layer_states, mass_budget, trajectory  # noqa: E402
 from contdepth.data.mnist import load_mnist, random_shift  # noqa: E402
 from contdepth.errors import CheckpointError  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
@@ -238,6 +242,45 @@ def plot_training(history: dict, path: Path, *, model: str, label_smoothing: flo
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         cplot.legend_outside(ax, below=True)
     cplot.save(fig, path)
+
+
+MASS_IMAGES = 100  # test images averaged in metrics.json's mass_budget
+DIGIT = 0  # activations.png follows the first test image of this digit
+
+
+def first_test_image(data: str, label: int = DIGIT, *, normalize: bool) -> torch.Tensor:
+    """The first image labelled ``label`` in the full 10,000-image test set (the same image for
+    every run, whatever its --test-images subset): (1, 1, 28, 28)."""
+    X, y = load_mnist(data, train=False, normalize=normalize)
+    return X[int((y == label).nonzero()[0])][None]
+
+
+@torch.no_grad()
+def digit_states(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[float] | None]:
+    """The block's states of the one input ``x`` (1, 1, 28, 28): (L + 1, C, H, W) at the Euler layers
+    (times None), or, for an adaptive block (odenet), at 11 equally spaced times (returned too)."""
+    block = model.block
+    if block.method == "euler":
+        return layer_states(model, x)[:, 0], None
+    ts, ys = trajectory(block.field, model.stem(x), method=block.method, steps=block.steps, n_points=11,
+                        rtol=block.rtol, atol=block.atol)
+    return ys[:, 0], ts.tolist()
+
+
+def layer_figures(model: torch.nn.Module, out: Path, *, name: str, x: torch.Tensor,
+                  images: torch.Tensor) -> dict | None:
+    """Write ``out``/activations.png (``x`` through the layers) and ``out``/controls.png (theta(t) per
+    layer); return the mass budget of ``images`` as a dict for metrics.json (None for a non-Euler block)."""
+    states, times = digit_states(model, x)
+    cplot.save(cplot.activations(states, times=times, title=f"MNIST {name}: the first test image of a {DIGIT} "
+                                                           f"through the block"), out / "activations.png")
+    cplot.save(cplot.controls(model.block.field, title=f"MNIST {name}: theta(t) per layer"), out / "controls.png")
+    if model.block.method != "euler":
+        return None
+    budget = mass_budget(model, images)
+    return {**budget.as_dict(), "images": len(images),
+            "note": "means over the first images of the test set; layer 0 = the block's input (definitions: "
+                    "contdepth.analysis.MassBudget)"}
 
 
 def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = None) -> dict:
@@ -341,6 +384,11 @@ def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = Non
     if rank == 0:
         plot_training(metrics["history"], args.out / "training.png", model=args.model,
                       label_smoothing=args.label_smoothing)
+        model.eval()
+        digit = first_test_image(args.data, normalize=normalize).to(device)
+        budget = layer_figures(model, args.out, name=args.model, x=digit, images=test[0][:MASS_IMAGES].to(device))
+        if budget is not None:
+            metrics["mass_budget"] = budget
         block = f" ({args.block} block)" if metrics["block"] else ""
         summary = [f"{args.model}{block} depth {args.depth}: test accuracy {test_acc:.4f} ({params} params, "
                    f"{len(train[1])} train images, {args.epochs} epochs, {res['wall_s']:.0f} s)"]

@@ -5,8 +5,10 @@
 
 Runs ``examples/mnist.py`` once per (model, depth) in its own folder DIR/MODEL-dDEPTH (with
 ``--block ode``: DIR/MODEL-dDEPTH-ode; so an interrupted sweep resumes where it stopped), then
-writes DIR/table.md (ours beside the seed's numbers), DIR/accuracy_vs_depth.png and
-DIR/metrics.json. ``--block seed`` (default) trains seed 000's layer ReLU(psi + D psi) (eq. 26,
+writes DIR/table.md (ours beside the seed's numbers), DIR/accuracy_vs_depth.png, DIR/curves.png,
+DIR/metrics.json and, for every depth with finished pde1 and pde2 runs, DIR/fig45.png (seed 000
+fig. 4.5: the first test image of a 0 through the layers of the trained PDE1 and PDE2 side by
+side, from their checkpoints). Every run's folder has its own activations.png and controls.png. ``--block seed`` (default) trains seed 000's layer ReLU(psi + D psi) (eq. 26,
 the skip inside the ReLU); ``--block ode`` the ODE form psi + ReLU(D psi).
 """
 
@@ -70,10 +72,15 @@ if __name__ == "__main__":
 
 import contdepth.plot as cplot  # noqa: E402  (first: selects matplotlib's Agg backend)
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from contdepth.analysis import layer_states  # noqa: E402
+from contdepth.data.mnist import load_mnist  # noqa: E402
+from contdepth.models import build_mnist_model  # noqa: E402
 
 
 def run_one(args: argparse.Namespace, model: str, depth: int) -> dict | None:
-    out = Path(args.out) / (f"{model}-d{depth}" + ("-ode" if args.block == "ode" else ""))
+    out = run_dir(args, model, depth)
     metrics = out / "metrics.json"
     if metrics.exists():
         done = json.loads(metrics.read_text())
@@ -164,6 +171,38 @@ def plot_curves(results: dict[tuple[str, int], dict], args: argparse.Namespace, 
     cplot.save(fig, path, dpi=120)
 
 
+def run_dir(args: argparse.Namespace, model: str, depth: int) -> Path:
+    """The folder of one (model, depth) run."""
+    return Path(args.out) / (f"{model}-d{depth}" + ("-ode" if args.block == "ode" else ""))
+
+
+def trained_states(args: argparse.Namespace, model: str, depth: int, x: torch.Tensor) -> torch.Tensor:
+    """The states (depth + 1, 1, 28, 28) of the one image ``x`` through the trained run's layers (its checkpoint)."""
+    net = build_mnist_model(model, depth, block=args.block)
+    net.load_state_dict(torch.load(run_dir(args, model, depth) / "checkpoint.pt", weights_only=True)["model"])
+    return layer_states(net.eval(), x)[:, 0]
+
+
+def plot_fig45(results: dict[tuple[str, int], dict | None], args: argparse.Namespace, path: Path) -> list[int]:
+    """Seed 000 fig. 4.5: the first test image of a 0 through the layers of PDE1 (left) and PDE2
+    (right), one row per depth at which both runs finished with a checkpoint; returns those depths
+    (none: no figure). Needs the MNIST folder (--data or $CONTDEPTH_DATA) for the image."""
+    depths = [d for d in args.depths if all(results.get((m, d)) is not None and
+                                            (run_dir(args, m, d) / "checkpoint.pt").exists() for m in ("pde1", "pde2"))]
+    data = args.data or os.environ.get("CONTDEPTH_DATA")
+    if not depths or not data:
+        return []
+    X, y = load_mnist(data, train=False)
+    x = X[int((y == 0).nonzero()[0])][None]
+    rows = {m: {f"depth {d}": trained_states(args, m, d, x) for d in depths} for m in ("pde1", "pde2")}
+    epochs = sorted({results[(m, d)]["epochs"] for m in ("pde1", "pde2") for d in depths})
+    fig = cplot.compare_layer_states(rows["pde1"], rows["pde2"], names=("PDE1 (eq. 39)", "PDE2 (eq. 40)"),
+                                     title=f"Seed 000 fig. 4.5: the first test image of a 0 through the layers, "
+                                           f"{args.block} block, after {'/'.join(map(str, epochs))} epoch(s)")
+    cplot.save(fig, path)
+    return depths
+
+
 def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = None) -> dict:
     """Run (or resume) every (model, depth) and tabulate; ``args`` if already parsed, else ``parse_args(argv)``."""
     args = args if args is not None else parse_args(argv)
@@ -174,6 +213,7 @@ def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = Non
     (out / "table.md").write_text(md)
     plot(results, args, out / "accuracy_vs_depth.png")
     plot_curves(results, args, out / "curves.png")
+    plot_fig45(results, args, out / "fig45.png")
     summary = {f"{m}-d{d}": {k: r[k] for k in ("model", "depth", "params", "epochs", "train_images", "test_acc",
                                                "wall_s", "command")}
                for (m, d), r in results.items() if r is not None}

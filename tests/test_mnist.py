@@ -271,6 +271,8 @@ def test_quick_run_end_to_end(tmp_path):
     assert len(saved["history"]["eval_acc"]) == quick["epochs"] and saved["wall_s"] > 0
     assert {(e["method"], e["steps"]) for e in saved["eval"]} == {("euler", 10), ("rk4", 10)}
     assert m["test_acc"] == saved["test_acc"]
+    assert (out / "activations.png").stat().st_size > 1000 and (out / "controls.png").stat().st_size > 1000
+    assert len(saved["mass_budget"]["mass"]) == 6 and saved["mass_budget"]["images"] == runner.MASS_IMAGES
 
 
 @pytest.mark.parametrize("name", MNIST_MODELS)
@@ -385,6 +387,7 @@ def test_sweep_writes_table_and_plot(tmp_path):
     # our number beside seed 000's pde1 at depth 5
     assert f"| 5 | {100 * summary['pde1-d5']['test_acc']:.2f} | 97.4 |" in md
     assert (out / "accuracy_vs_depth.png").stat().st_size > 1000
+    assert (out / "pde1-d5" / "activations.png").exists() and not (out / "fig45.png").exists()  # no pde2 run
     assert json.loads((out / "metrics.json").read_text()) == summary
     table_only = sweep.main(["--models", "pde1", "pde2", "--depths", "5", "--table-only", "--out", str(out)])
     assert set(table_only) == {"pde1-d5"} and "not run" in (out / "table.md").read_text()

@@ -155,10 +155,13 @@ def test_controls_of_a_conv_field_draw_curves_kernels_and_the_learned_gamma(tmp_
         field.weight.normal_()
         field.bias.normal_()
     fig = cplot.controls(field, max_layers=4)
-    curves = {ax.get_ylabel(): ax for sub in fig.subfigs for ax in sub.axes if ax.lines}
+    curves = {ax.get_ylabel(): ax for sub in fig.subfigs for ax in sub.axes if ax.get_xlabel() == "layer l"}
     assert set(curves) == {"bias", "weight"}
-    assert len(curves["bias"].lines) == 3 and len(curves["weight"].lines) == 81  # fig. 6a, 6b
+    assert len(curves["bias"].lines) == 3  # fig. 6a: one line per entry
     np.testing.assert_array_equal(curves["bias"].lines[1].get_ydata(), field.bias[:, 1].detach().numpy())
+    segments = curves["weight"].collections[0].get_segments()  # fig. 6b: 81 entries, one collection
+    assert len(segments) == 81
+    np.testing.assert_array_equal(segments[5], np.stack([np.arange(12), field.weight.detach().reshape(12, 81)[:, 5]], 1))
     kernels = _image_axes(fig.subfigs[-1])
     picks = [0, 4, 7, 11]
     assert [ax.get_title() for ax in kernels] == [f"layer {l}" for l in picks]
