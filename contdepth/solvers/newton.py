@@ -69,13 +69,17 @@ def newton(residual: Callable[[torch.Tensor], torch.Tensor],
            x0: torch.Tensor, opts: NewtonOptions) -> NewtonResult:
     """Iterate x <- x + solve(-G(x), x) from x0 until rms(dx / (atol + rtol |x|)) <= 1.
 
-    ``rtol`` is raised to 10 float epsilons of x's dtype (an increment cannot be resolved below)."""
-    rtol = max(opts.rtol, 10 * torch.finfo(x0.dtype).eps)
+    ``rtol`` is raised to 10 float epsilons of x's dtype, and ``atol`` to 10 epsilons of the largest
+    |x| (an increment cannot be resolved below the rounding of x's largest entry)."""
+    eps = 10 * torch.finfo(x0.dtype).eps
+    rtol = max(opts.rtol, eps)
     x, previous, worst = x0, None, 0.0
     for k in range(1, opts.max_iter + 1):
         dx = solve(-residual(x), x)
         x = x + dx
-        norm = float((dx / (opts.atol + rtol * x.abs())).pow(2).mean().sqrt())
+        size = x.abs()
+        atol = (eps * size.max()).clamp(min=opts.atol)
+        norm = float((dx / (atol + rtol * size)).pow(2).mean().sqrt())
         if not norm == norm or norm == float("inf"):
             return NewtonResult(x, False, k, float("inf"))
         if previous is not None and previous > 0:
