@@ -179,7 +179,8 @@ def run_dir(args: argparse.Namespace, model: str, depth: int) -> Path:
 def trained_states(args: argparse.Namespace, model: str, depth: int, x: torch.Tensor) -> torch.Tensor:
     """The states (depth + 1, 1, 28, 28) of the one image ``x`` through the trained run's layers (its checkpoint)."""
     net = build_mnist_model(model, depth, block=args.block)
-    net.load_state_dict(torch.load(run_dir(args, model, depth) / "checkpoint.pt", weights_only=True)["model"])
+    # written by this sweep's runs (contdepth.train.fit), with numpy RNG state: not a weights-only file
+    net.load_state_dict(torch.load(run_dir(args, model, depth) / "checkpoint.pt", weights_only=False)["model"])
     return layer_states(net.eval(), x)[:, 0]
 
 

@@ -13,6 +13,7 @@ import torch
 from contdepth.analysis import layer_states, mass_budget
 from contdepth.data.mnist import load_mnist
 from contdepth.models import build_mnist_model
+from contdepth.train import TrainState, save_checkpoint
 
 from conftest import MNIST_DIR as DATA
 from conftest import need_mnist
@@ -94,7 +95,8 @@ def test_sweep_fig45_draws_the_trained_pde1_and_pde2_of_each_depth(tmp_path, mon
     for i, (m, d) in enumerate([("pde1", 2), ("pde2", 2), ("pde1", 3)]):
         model = _perturbed(m, d, i)
         sweep.run_dir(args, m, d).mkdir()
-        torch.save({"model": model.state_dict()}, sweep.run_dir(args, m, d) / "checkpoint.pt")
+        save_checkpoint(sweep.run_dir(args, m, d) / "checkpoint.pt", model, torch.optim.SGD(model.parameters()),
+                        None, TrainState(), seed=0, epochs=1)  # as fit writes it (numpy RNG state too)
         results[(m, d)] = {"epochs": 1}
         x = torch.randn(1, 1, 28, 28)
         assert torch.equal(sweep.trained_states(args, m, d, x), layer_states(model, x)[:, 0])  # the saved weights
