@@ -397,7 +397,7 @@ def activations(states: torch.Tensor, *, times: Sequence[float] | None = None, c
         im = _image_axes(ax, states[l, channel], scale, _state_label(l, times))
     for ax in top[len(picks):]:
         ax.set_visible(False)
-    subs[0].colorbar(im, ax=list(top[:len(picks)]), label="activation", shrink=0.9)
+    subs[0].colorbar(im, ax=list(top), label="activation", shrink=0.9)  # the whole row: no gap before hidden panels
     subs[0].suptitle(f"channel {channel} through the layers" if c > 1 else "the state through the layers",
                      fontsize=9)
     if c > 1:
@@ -409,7 +409,7 @@ def activations(states: torch.Tensor, *, times: Sequence[float] | None = None, c
             im = _image_axes(ax, last[k], scale, f"channel {k}\nmax {float(peak):.3g}")
         for ax in bottom[shown:]:
             ax.set_visible(False)
-        subs[1].colorbar(im, ax=list(bottom[:shown]), label="activation", shrink=0.9)
+        subs[1].colorbar(im, ax=list(bottom), label="activation", shrink=0.9)
         more = f" (the first {shown} of {c})" if shown < c else ""
         subs[1].suptitle(f"the output's channels{more}, {_state_label(n - 1, times)}", fontsize=9)
     if title:
@@ -425,7 +425,7 @@ def compare_layer_states(left: dict[str, torch.Tensor], right: dict[str, torch.T
     ``left`` and ``right`` map the same row labels (e.g. "depth 15") to states (L + 1, C, H, W)
     of the models ``names[0]`` (left half) and ``names[1]`` (right half); each row shows channel
     ``channel`` at up to ``max_panels`` layers (:func:`layer_picks`), titled "layer l". A row's
-    two halves share one colour scale (its colorbar at the row's right end; symmetric around 0,
+    two halves share one colour scale (its colorbar at the end of either half; symmetric around 0,
     RdBu_r, if a value is negative, else from 0, viridis), so they compare pixel for pixel.
 
     Raises ``ValueError`` for empty dicts or dicts with different labels, states that are not
@@ -462,7 +462,8 @@ def compare_layer_states(left: dict[str, torch.Tensor], right: dict[str, torch.T
             for ax in grid[r][len(p):]:
                 ax.set_visible(False)
             grid[r][0].set_ylabel(label, fontsize=9)
-        halves[1].colorbar(im, ax=list(grids[1][r][:len(pair_picks[1])]), label="activation", shrink=0.9)
+        for half, grid in zip(halves, grids):  # both halves: the same geometry, panels compare pixel for pixel
+            half.colorbar(im, ax=list(grid[r]), label="activation", shrink=0.9)
     fig.suptitle(title or f"one input through the layers, channel {channel}: {names[0]} (left) vs {names[1]} (right)")
     return fig
 
@@ -481,7 +482,7 @@ def kernel_mosaic(weight: torch.Tensor) -> torch.Tensor:
 def _entry_curves(ax: Axes, name: str, param: torch.Tensor, n: int) -> None:
     """Every entry of ``param`` (n, ...) against the layer l; with one knot (n = 1), the entries against their index."""
     values = param.reshape(n, -1)
-    many = values.shape[1] > 9
+    many = values.shape[1] > 10  # up to 10 (the colour cycle): one coloured, named line each
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.set_ylabel(name)
