@@ -400,3 +400,55 @@ def test_the_paths_device_wins_over_torchs_default_device():
         got = {t: bm(t) for t in want}
     for t, w in want.items():
         assert got[t].device == torch.device("cpu") and torch.equal(got[t], w), t
+
+
+@pytest.mark.parametrize("steps,message", [
+    (0, "steps must be a positive int, got 0"),
+    (True, "steps must be a positive int, got True"),
+    (2.0, "steps must be a positive int, got 2.0"),
+])
+def test_levels_for_refuses_anything_but_a_positive_int(steps, message):
+    """levels_for takes an int >= 1 only (not a bool, not a float), a ValueError naming steps."""
+    with pytest.raises(ValueError) as info:
+        brownian.levels_for(steps)
+    assert str(info.value) == message
+
+
+def _recorded_draws(monkeypatch) -> list[int]:
+    """The number of nodes of every philox_normals call from now on."""
+    sizes: list[int] = []
+    draw = brownian.philox_normals
+
+    def recording(nodes, blocks, key):
+        sizes.append(nodes.numel())
+        return draw(nodes, blocks, key)
+
+    monkeypatch.setattr(brownian, "philox_normals", recording)
+    return sizes
+
+
+def test_a_dyadic_grid_draws_only_the_nodes_its_times_need(monkeypatch):
+    """The increments of 4 equal steps (times k/4 at depth 20): the times lie inside the nodes of
+    levels 0 and 1 only (on the ends of every deeper node and cell, where the weights vanish),
+    so one table of the 3 nodes of those levels is drawn, and nothing else."""
+    bm = cd.BrownianPath(0.0, 1.0, (2,), seed=4, dtype=F64)
+    sizes = _recorded_draws(monkeypatch)
+    bm.increments([k / 4 for k in range(5)])
+    assert sizes == [3]
+
+
+@pytest.mark.parametrize("points,width", [(1500, 2), (2, 4000)])
+def test_deep_levels_are_drawn_in_passes_of_at_most_the_chunk(monkeypatch, points, width):
+    """Below the table, each pass draws the deep nodes of as many times as fit in _CHUNK normals
+    (at least one time per pass): 1500 times of width 2 (10 deep levels, 40 normals per time: 1638
+    times per pass) take one pass; 2 times of width 4000 (4000 normals a node) take one pass each."""
+    bm = cd.BrownianPath(0.0, 1.0, (width,), seed=4, dtype=F64)
+    times = torch.rand(points, generator=torch.Generator().manual_seed(0), dtype=F64).sort().values.tolist()
+    sizes = _recorded_draws(monkeypatch)
+    bm.increments(times)
+    dense = min(21, points.bit_length())
+    deep = 21 - dense
+    assert sizes[0] == 2 ** dense - 1
+    per_time = deep * 4 * -(-width // 4)
+    rows = max(1, brownian._CHUNK // per_time)
+    assert sizes[1:] == [deep * min(rows, points - start) for start in range(0, points, rows)]
