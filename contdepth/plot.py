@@ -1,8 +1,10 @@
 """Headless matplotlib figures for planar experiments and image states through depth (Agg backend; import
 explicitly as ``contdepth.plot``).
 
-Every function draws into ``ax`` when given (else a new figure) and returns the ``Figure``;
-:func:`save` writes a PNG and closes the figure.
+Every function returns the ``Figure``; those with an ``ax`` argument draw into it when given (else a
+new figure), the multi-panel ones (:func:`activations`, :func:`compare_layer_states`,
+:func:`controls`, :func:`panel_grid`, :func:`params_vs_layer`) make their own. :func:`save` writes a
+PNG and closes the figure.
 """
 from __future__ import annotations
 
