@@ -17,6 +17,7 @@ from .solvers import Adaptive, FixedGrid, get_stepper
 from .solvers.controllers import StepCallbacks
 from .solvers import AdjointConfig, Problem
 from .solvers.events import EventFn, locate_event
+from .solvers.hermite import CubicOutputs
 from .solvers.per_sample import odeint_per_sample, solve_per_sample
 from .terms import as_term
 from .timetol import close, slack
@@ -244,9 +245,16 @@ def _integrate(func: Callable, y0: State, *, t0: float, t1: float, out_times: tu
     if not isinstance(perturb, bool):
         raise TypeError(f"options['perturb'] must be True or False, got {perturb!r}")
     interp = options.pop("interp", "linear")
-    if interp != "linear":
+    if interp not in ("linear", "cubic"):
         raise ValueError(f"options['interp'] must be 'linear' (outputs inside a fixed step interpolate its ends "
-                         f"linearly, torchdiffeq's default); got {interp!r}: cubic interpolation is not available")
+                         f"linearly, torchdiffeq's default) or 'cubic' (cubic Hermite through the ends and their "
+                         f"slopes), got {interp!r}")
+    if interp == "cubic":
+        if gradient == "adjoint":
+            raise ValueError("options['interp'] = 'cubic' is not available with gradient='adjoint' (its backward "
+                             "pass adds an interior output's gradient to the step's ends with the linear weights); "
+                             "use gradient='backprop' or 'checkpoint', or interp='linear'")
+        stepper = CubicOutputs(stepper)
 
     def where_steps_end(spec: dict, r: float, a: float):
         if adaptive:

@@ -54,6 +54,17 @@ def lerp(y0: State, y1: State, s: float) -> State:
     return axpy(y0, s, tree_map(lambda a, b: a - b, y1, y0))
 
 
+def hermite(y0: State, y1: State, f0: State, f1: State, h: float, s: float) -> State:
+    """The cubic Hermite interpolant at t + s h of a step from (y0, f0 = y'(t)) to (y1, f1 = y'(t + h)):
+
+        (2s^3 - 3s^2 + 1) y0 + (3s^2 - 2s^3) y1 + h (s^3 - 2s^2 + s) f0 + h (s^3 - s^2) f1,
+
+    exact at both ends, error O(h^4) inside."""
+    w0, w1 = 2 * s ** 3 - 3 * s ** 2 + 1, 3 * s ** 2 - 2 * s ** 3
+    v0, v1 = h * (s ** 3 - 2 * s ** 2 + s), h * (s ** 3 - s ** 2)
+    return tree_map(lambda a, b, fa, fb: w0 * a + w1 * b + v0 * fa + v1 * fb, y0, y1, f0, f1)
+
+
 def combine(y: State, h: float, coeffs: Sequence[float], ks: Sequence[State]) -> State:
     """y + sum_j (h c_j) k_j over the nonzero c_j (y itself when all are zero)."""
     out = y

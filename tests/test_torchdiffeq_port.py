@@ -738,13 +738,18 @@ def test_odeint_adjoint_inherits_the_forward_options(adjoint_options, bounded):
     assert (max(dts) <= 0.05 + 1e-15) == bounded and abs(sum(dts) - 1.0) < 1e-12
 
 
-def test_interp_linear_is_the_default_and_cubic_is_an_error():
+def test_interp_linear_is_the_default_and_cubic_is_hermite():
     """Added: options['interp'] = 'linear' (torchdiffeq's default for fixed steps) gives the same outputs, bit for
-    bit, as no interp (t = 0.25 lies inside the step 0 -> 0.5); 'cubic' is a ValueError naming it."""
+    bit, as no interp (t = 0.25 lies inside the step 0 -> 0.5); 'cubic' is the cubic Hermite interpolant of
+    torchdiffeq's _cubic_hermite_interp through the step's ends and f there; another value is a ValueError."""
     f, x0, t = (lambda t, x: -x), torch.ones(2, dtype=torch.float64), torch.tensor([0., 0.25, 1.])
     plain = cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5))
     linear = cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="linear"))
-    assert torch.equal(plain, linear) and torch.equal(linear[1], (linear[0] + cd.odeint(
-        f, x0, torch.tensor([0., 0.5]), method="rk4", options=dict(step_size=0.5))[1]) / 2)
+    y_half = cd.odeint(f, x0, torch.tensor([0., 0.5]), method="rk4", options=dict(step_size=0.5))[1]
+    assert torch.equal(plain, linear) and torch.equal(linear[1], (linear[0] + y_half) / 2)
+    cubic = cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="cubic"))
+    h = 0.5  # s = 1/2: (y0 + y1) / 2 + h (f0 - f1) / 8
+    torch.testing.assert_close(cubic[1], (x0 + y_half) / 2 + h * (-x0 + y_half) / 8, rtol=1e-15, atol=0)
+    assert torch.equal(cubic[2], linear[2])
     with pytest.raises(ValueError, match=r"options\['interp'\] must be 'linear'"):
-        cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="cubic"))
+        cd.odeint(f, x0, t, method="rk4", options=dict(step_size=0.5, interp="quadratic"))

@@ -38,7 +38,7 @@ from ..timetol import close, slack
 from ..solvers.engine import Problem, march
 from ..solvers.rk import RungeKutta
 from ..terms import Term
-from ..tree import State, add, all_finite, detach, leaves, rebuild, tree_map
+from ..tree import State, add, all_finite, detach, hermite, leaves, rebuild, tree_map
 from .common import (PieceGrads, check_no_forward_ad, check_params_found, check_same_module, counting, module_tensors,
                      output_grads, stack_outputs, vjp)
 
@@ -83,11 +83,8 @@ class AdjointTerm(Term):
 
 class ForwardPath:
     """y(t) for the backward solve, from the forward solve's accepted step ends (t_k, y_k): in the
-    step from t_k to t_k+1 (h = t_k+1 - t_k, s = (t - t_k) / h) the cubic Hermite interpolant
-
-        y(t) = (2s^3 - 3s^2 + 1) y_k + (3s^2 - 2s^3) y_k+1 + h (s^3 - 2s^2 + s) f_k + h (s^3 - s^2) f_k+1,
-
-    f_k = f(t_k, y_k) seen from inside the step (evaluated once per step end when the backward
+    step from t_k to t_k+1 the cubic Hermite interpolant (:func:`~contdepth.tree.hermite`) through
+    (y_k, f_k) and (y_k+1, f_k+1), f_k = f(t_k, y_k) seen from inside the step (evaluated once per step end when the backward
     solve first needs it, counted as the backward pass's). Exact at the step ends, error O(h^4)
     inside a step."""
 
@@ -111,13 +108,8 @@ class ForwardPath:
         t0, t1 = self.times[j], self.times[j + 1]
         if t == t0 or t == t1:
             return self.ys[j] if t == t0 else self.ys[j + 1]
-        h = t1 - t0
-        s = (t - t0) / h
-        f0, f1 = self._slope(j, self.d), self._slope(j + 1, -self.d)
-        w0, w1 = 2 * s ** 3 - 3 * s ** 2 + 1, 3 * s ** 2 - 2 * s ** 3
-        v0, v1 = h * (s ** 3 - 2 * s ** 2 + s), h * (s ** 3 - s ** 2)
-        return tree_map(lambda a, b, fa, fb: w0 * a + w1 * b + v0 * fa + v1 * fb,
-                        self.ys[j], self.ys[j + 1], f0, f1)
+        return hermite(self.ys[j], self.ys[j + 1], self._slope(j, self.d), self._slope(j + 1, -self.d), t1 - t0,
+                       (t - t0) / (t1 - t0))
 
 
 class InterpolatedAdjointTerm(Term):

@@ -38,7 +38,7 @@ import torch
 
 from ..errors import SolverError, check_positive_int
 from ..terms import Term
-from ..tree import State, add, combine, lerp, leaves, rebuild, tree_map, weighted
+from ..tree import State, add, combine, hermite, lerp, leaves, rebuild, tree_map, weighted
 from . import implicit_tableau as tableaux
 from .implicit_tableau import ImplicitTableau
 from .newton import KrylovSolve, NewtonOptions, dense_jacobian, gmres, jvp, newton, vjp
@@ -156,10 +156,7 @@ class ImplicitRungeKutta:
         (y1, k_s) for the adaptive ESDIRK pairs (k_s = f(t + h, y1), stiffly accurate), else linear."""
         if dense is None:
             return lerp(y0, y1, s)
-        f0, f1 = dense
-        w0, w1 = 2 * s ** 3 - 3 * s ** 2 + 1, -2 * s ** 3 + 3 * s ** 2
-        v0, v1 = h * (s ** 3 - 2 * s ** 2 + s), h * (s ** 3 - s ** 2)
-        return tree_map(lambda a, b, fa, fb: w0 * a + w1 * b + v0 * fa + v1 * fb, y0, y1, f0, f1)
+        return hermite(y0, y1, *dense, h, s)
 
     # -- pieces ------------------------------------------------------------------------------
 
