@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
@@ -305,9 +306,12 @@ def test_runner_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_runner_compile_resumes_an_eager_checkpoint(tmp_path):
+def test_runner_compile_resumes_an_eager_checkpoint(tmp_path, monkeypatch):
     """``--compile`` compiles in place: its checkpoint is the eager model's, an eager run resumes
-    compiled, and the weights agree with an all-eager run to float32 rounding."""
+    compiled, and the weights agree with an all-eager run to float32 rounding. Dynamo traces the
+    model with its eager backend here (inductor's code generation takes minutes on two cores and is
+    covered by tests/test_compile.py)."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     runner = _load_runner()
     common = ["--model", "pde1", "--depth", "2", "--train-images", "400", "--test-images", "100",
               "--batch-size", "100", "--no-progress", "--data", str(DATA)]
