@@ -229,3 +229,95 @@ def test_sde_term_drift_sees_jump_sides_and_checks_the_interval():
         controlled.check_interval(0.0, 2.0)
     with pytest.raises(ValueError, match=r"must lie inside the control grid"):
         controlled.check_interval(-1.0, 1.0)
+
+
+def test_a_term_without_a_vjp_says_so_by_its_type():
+    """Term.vjp is not implemented unless a term writes one: NotImplementedError naming the term's type."""
+    term = FuncTerm(lambda t, y: y, torch.ones(2))
+    with pytest.raises(NotImplementedError) as info:
+        term.vjp(0.0, torch.ones(2), 1, torch.ones(2), torch.ones(2), [])
+    assert str(info.value) == "FuncTerm has no hand-written vector-Jacobian product"
+
+
+def test_half_reads_component_i_from_the_declared_side_of_a_jump():
+    """Term.half and SDETerm.half on a pair state (q, p) at a declared jump: component i of f seen
+    from the given side (the func sees t one ulp to that side)."""
+    y0 = (torch.ones(2, dtype=DT), 2 * torch.ones(2, dtype=DT))
+    drift = FuncTerm(lambda t, y: (t * y[0], (t - 0.5).sign() * y[1]), y0, jump_t=[0.5])
+    sde = SDETerm(drift, 0.1, BrownianPath(0.0, 1.0, (2,), seed=1, dtype=DT), y0)
+    for term in (drift, sde):
+        assert torch.equal(term.half(0.5, y0, -1, 1), -y0[1]) and torch.equal(term.half(0.5, y0, 1, 1), y0[1])
+        assert torch.equal(term.half(0.5, y0, 1, 0), math.nextafter(0.5, 1) * y0[0])
+
+
+def test_every_evaluation_sees_t_in_the_states_dtype():
+    """The drift and the noise get t as a 0-dim tensor of y's dtype (float64 here) at every call,
+    the probe for parameters at t0 included (checkpoint)."""
+    seen = []
+    a = torch.tensor(0.7, dtype=DT, requires_grad=True)
+
+    def f(t, y):
+        seen.append(("f", t.dtype, t.dim()))
+        return -a * y
+
+    def g(t, y):
+        seen.append(("g", t.dtype, t.dim()))
+        return 0.3 * torch.ones_like(y)
+
+    cd.sdesolve(f, torch.ones(2, dtype=DT), noise=g, steps=2, t0=0.0, t1=1.0, seed=1, gradient="checkpoint")
+    assert {s[0] for s in seen} == {"f", "g"} and all(s[1:] == (DT, 0) for s in seen)
+
+
+class _Plain:
+    """Not a module: its bound method's tensors are found by the probe."""
+
+    def __init__(self) -> None:
+        self.k = torch.tensor(2.0, dtype=DT, requires_grad=True)
+
+    def f(self, t, y):
+        return self.k * y
+
+
+def test_a_bound_method_of_a_plain_object_is_probed_not_asked_for_parameters():
+    """owning_module is None for a method of an object that is not an nn.Module; default_params
+    then probes it and finds the tensor it reads; a FuncTerm's module() is the owning module of a
+    module method."""
+    from contdepth.terms import owning_module
+    plain, lin = _Plain(), nn.Linear(2, 2).to(DT)
+    assert owning_module(plain.f) is None
+    assert default_params(plain.f, torch.ones(2, dtype=DT), 0.0) == [plain.k]
+    assert FuncTerm(lin.forward, torch.ones(2, dtype=DT)).module() is lin
+
+
+@pytest.mark.parametrize("out", [None, 3.0, [torch.ones(2, dtype=DT)]])
+def test_a_probe_that_returns_no_state_finds_no_parameters(out):
+    """default_params of a func returning neither a tensor nor a tuple: no parameters (the check of
+    what func returns comes later, with its own message)."""
+    a = torch.tensor(1.0, dtype=DT, requires_grad=True)
+    result = [a * 2] if isinstance(out, list) else out
+    assert default_params(lambda t, y: result, torch.ones(2, dtype=DT), 0.0) == []
+
+
+def test_a_wrong_noise_return_is_caught_on_the_first_call_only():
+    """SDETerm checks what g returns on its first call only (later calls are trusted)."""
+    calls = []
+
+    def g(t, y):
+        calls.append(1)
+        return torch.ones_like(y) if len(calls) == 1 else torch.ones(3, dtype=DT)
+
+    y0 = torch.ones(2, dtype=DT)
+    sde = SDETerm(FuncTerm(lambda t, y: y, y0), g, BrownianPath(0.0, 1.0, (2,), seed=1, dtype=DT), y0)
+    sde.diffusion(0.0, y0)
+    assert sde.diffusion(0.5, y0).shape == (3,)
+
+
+def test_time_tensor_cache_clear_empties_both_caches():
+    """time_tensor.cache_clear() forgets the cached tensors of both modes: the next call makes a new one."""
+    outside = time_tensor(0.125, DT, torch.device("cpu"))
+    with torch.inference_mode():
+        inside = time_tensor(0.125, DT, torch.device("cpu"))
+    time_tensor.cache_clear()
+    assert time_tensor(0.125, DT, torch.device("cpu")) is not outside
+    with torch.inference_mode():
+        assert time_tensor(0.125, DT, torch.device("cpu")) is not inside

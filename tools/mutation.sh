@@ -22,7 +22,7 @@ if [ "$#" -gt 0 ]; then
 else
   case "$module" in
     contdepth/tree.py) tests=(tests/test_tree.py tests/test_core_closed_form.py) ;;
-    contdepth/terms.py) tests=(tests/test_terms_contract.py tests/test_silent_answers.py tests/test_sde.py) ;;
+    contdepth/terms.py) tests=(tests/test_terms_contract.py tests/test_silent_answers.py tests/test_sde.py tests/test_sde_contract.py) ;;
     contdepth/grid.py) tests=(tests/test_grid_contract.py tests/test_core_grid.py tests/test_core_fields.py) ;;
     contdepth/brownian.py) tests=(tests/test_brownian_contract.py tests/test_brownian_noise.py) ;;
     contdepth/sdesolve.py|contdepth/solvers/stochastic.py) tests=(tests/test_sde_contract.py tests/test_sde.py tests/test_brownian_noise.py tests/test_silent_answers.py) ;;
