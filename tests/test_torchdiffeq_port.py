@@ -15,9 +15,10 @@ Not ported, and why:
 - odeint_tests.py TestScipySolvers.test_odeint; the 'scipy_solver' entry of
   gradient_tests.py TestCompareAdjointGradient.test_against_dopri5: no scipy_solver method.
 - odeint_tests.py TestMinMaxStep.test_min_max_step: its 'scipy_solver' (LSODA) entries (no scipy_solver).
-- odeint_tests.py TestCallbacks.test_wrong_callback: torchdiffeq warns that a fixed-step method ignores
-  callback_accept_step / callback_reject_step; contdepth calls callback_accept_step for every fixed step (each
-  is accepted), so there is nothing to warn about. test_steps is ported, with exact counts.
+- odeint_tests.py TestCallbacks.test_wrong_callback's callback_accept_step half: torchdiffeq warns that a
+  fixed-step method ignores it; contdepth calls it for every fixed step (each is accepted), so there is nothing to
+  warn about. Its callback_reject_step half is ported (a fixed grid never calls it: a warning); test_steps is
+  ported, with exact counts.
 - gradient_tests.py: gradients w.r.t. t_points (gradcheck over (y0, t_points), t_grad=True): out of scope.
 - norm_tests.py TestNorms.test_adjoint_norm's auto-constructed-norm half: it reads torchdiffeq's internal
   `grad_fn.adjoint_options`; the default adjoint norm's semantics are tested directly instead
@@ -35,6 +36,7 @@ the installed torchdiffeq.odeint (skipped for a method it lacks: pip torchdiffeq
 test_rk4_linear_exact checks rk4 against the exact solution.
 """
 import math
+import warnings
 
 import pytest
 import torch
@@ -541,8 +543,10 @@ def test_callbacks_count_the_steps(method):
     dt are float64 0-dim tensors: the accepted steps tile [0, 1] (forward) and [1, 0] (backward)."""
     f = _CallbackF()
     kwargs = dict(options=dict(step_size=0.1)) if method in FIXED_METHODS else dict(rtol=1e-7, atol=1e-9)
-    sol = cd.solve(f, torch.tensor([1.0, 2.0]), method=method, t0=0.0, t1=1.0, gradient="adjoint", **kwargs)
-    sol.y1.sum().backward()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "a callback_reject_step is never called on a fixed grid")
+        sol = cd.solve(f, torch.tensor([1.0, 2.0]), method=method, t0=0.0, t1=1.0, gradient="adjoint", **kwargs)
+        sol.y1.sum().backward()
     log, fwd, bwd = f.log, sol.stats.forward, sol.stats.backward
     for suffix, counts, start, direction in (("", fwd, 0.0, 1), ("_adjoint", bwd, 1.0, -1)):
         assert len(log["accept" + suffix]) == counts.accepted_steps > 0
@@ -558,6 +562,27 @@ def test_callbacks_count_the_steps(method):
         assert abs(t - (1.0 - start)) < 1e-12
     if method == "dopri5":
         assert bwd.rejected_steps > 0 or fwd.rejected_steps > 0, "the oscillating field should cost rejections"
+
+
+@pytest.mark.parametrize("method", FIXED_METHODS)
+def test_wrong_callback(method):
+    """odeint_tests.py TestCallbacks.test_wrong_callback, its callback_reject_step half: a fixed grid never
+    rejects a step, so the callback would never be called: a warning (also for the adjoint's _adjoint twin).
+    A callback_accept_step is called for every fixed step: no warning."""
+    f = _NeuralF(width=10, oscillate=False)
+    f.callback_reject_step = lambda t0, y0, dt: None
+    with pytest.warns(UserWarning, match="callback_reject_step is never called"):
+        cd.odeint(f, torch.tensor([1.0, 2.0]), torch.tensor([0., 1.0]), method=method, options=dict(step_size=0.5))
+    g = _NeuralF(width=10, oscillate=False)
+    g.callback_reject_step_adjoint = lambda t0, y0, dt: None
+    x0 = torch.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.warns(UserWarning, match="callback_reject_step is never called"):
+        cd.odeint_adjoint(g, x0, torch.tensor([0., 1.0]), method=method, options=dict(step_size=0.5))
+    h = _NeuralF(width=10, oscillate=False)
+    h.callback_accept_step = lambda t0, y0, dt: None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cd.odeint(h, torch.tensor([1.0, 2.0]), torch.tensor([0., 1.0]), method=method, options=dict(step_size=0.5))
 
 
 def test_callbacks_see_the_state_at_the_step_start():

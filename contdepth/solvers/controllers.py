@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -75,7 +76,11 @@ class FixedGrid:
         self.callbacks = callbacks
 
     def with_callbacks(self, callbacks: StepCallbacks | None) -> "FixedGrid":
-        """This grid, reporting its steps to ``callbacks``."""
+        """This grid, reporting its steps to ``callbacks`` (each step is accepted: a reject-step
+        callback would never be called, so giving one is warned about, as torchdiffeq does)."""
+        if callbacks is not None and callbacks.reject is not None:
+            warnings.warn("a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
+                          "(callback_step and callback_accept_step are called for each)", stacklevel=3)
         return FixedGrid(self.times, self.h, callbacks)
 
     @classmethod
