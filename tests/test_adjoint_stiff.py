@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import contdepth as cd
+from contdepth.errors import SolverError
+from contdepth.gradients import adjoint
 from contdepth.gradients.adjoint import ForwardPath
 from contdepth.terms import as_term
 
@@ -71,30 +73,50 @@ def test_stiff_linear_adjoint_matches_the_closed_form(reverse, method="kvaerno5"
     torch.testing.assert_close(model.lam.grad, g_lam, rtol=tol, atol=1e-12)
 
 
-def test_rebuilding_y_backward_would_blow_up_where_the_interpolated_adjoint_does_not():
-    """Backward in time y' = -1e4 y grows as exp(1e4 t): rebuilding y(t) from y(1) = exp(-1e4) y0
-    (about 1e-4343, zero in float64) cannot recover y; the interpolated adjoint's dL/dlam needs y(t)
-    on the way and matches the closed form w t exp(lam t) y0 at t = 1e-3."""
-    lam, t1 = [-1e4], 1e-3
-    y0 = torch.tensor([1.0], dtype=D, requires_grad=True)
-    model = Diagonal(lam)
-    sol = cd.solve(model, y0, t0=0.0, t1=t1, method="kvaerno5", gradient="adjoint", rtol=1e-9, atol=1e-14)
+def test_rebuilding_y_backward_fails_where_the_interpolated_adjoint_is_exact(monkeypatch):
+    """Eigenvalues -0.5 and -1e4 on [0, 1]: backward in time the fast mode grows as exp(1e4 (1 - t)),
+    and rebuilding y(t) backward along with a (the explicit methods' adjoint, forced here) stops with
+    Newton's iteration diverging at atol 1e-14; the interpolated adjoint matches the closed form."""
+    lam, w, ts = [-0.5, -1e4], [torch.tensor([2.0, 1.0], dtype=D)], [1.0]
+
+    def gradients():
+        y0 = torch.tensor([1.0, 0.7], dtype=D, requires_grad=True)
+        model = Diagonal(lam)
+        sol = cd.solve(model, y0, t0=0.0, t1=1.0, method="kvaerno5", gradient="adjoint", rtol=1e-9, atol=1e-14)
+        (w[0] * sol.y1).sum().backward()
+        return y0, model
+
+    y0, model = gradients()
+    g_y0, g_lam = _closed_form(lam, y0, w, ts)
+    torch.testing.assert_close(y0.grad, g_y0, rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(model.lam.grad, g_lam, rtol=1e-5, atol=1e-12)
+    monkeypatch.setattr(adjoint, "interpolates", lambda problem: False)
+    with pytest.raises(SolverError, match="the adjoint backward solve failed: Newton's iteration"):
+        gradients()
+
+
+@pytest.mark.parametrize("method,marched", [("dopri5", 3), ("kvaerno5", 2)])
+def test_only_an_implicit_backward_method_takes_y_from_the_forward_solve(method, marched):
+    """x' = -x on [0, 1], L = sum y(1): the backward solve's first step starts from (y(1), a, g) with
+    an explicit method (y rebuilt backward, as before) and from (a, g) with an implicit one."""
+    seen = []
+
+    class F(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.ones((), dtype=D))
+
+        def forward(self, t, x):
+            return -self.k * x
+
+        def callback_step_adjoint(self, t0, y0, dt):
+            seen.append(y0)
+
+    x0 = torch.tensor([1.0, 2.0], dtype=D, requires_grad=True)
+    sol = cd.solve(F(), x0, t0=0.0, t1=1.0, method=method, gradient="adjoint", rtol=1e-9, atol=1e-12)
     sol.y1.sum().backward()
-    g_y0, g_lam = _closed_form(lam, y0, [torch.ones(1, dtype=D)], [t1])
-    torch.testing.assert_close(y0.grad, g_y0, rtol=1e-6, atol=0)
-    torch.testing.assert_close(model.lam.grad, g_lam, rtol=1e-5, atol=0)
-
-
-def test_an_explicit_method_still_rebuilds_y_backward():
-    """Non-stiff adjoints are unchanged: with dopri5 the backward solve marches (y, a, g) and its
-    evaluation count includes rebuilding y (more evaluations than the (a, g) of an implicit march)."""
-    from contdepth.gradients.adjoint import interpolates
-    from contdepth.solvers import get_stepper
-
-    class P:
-        class adjoint:
-            stepper = get_stepper("dopri5")
-        term = as_term(lambda t, y: -y, torch.ones(1, dtype=D))
-    assert not interpolates(P)
-    P.adjoint.stepper = get_stepper("kvaerno5")
-    assert interpolates(P)
+    assert len(seen[0]) == marched
+    if marched == 3:
+        torch.testing.assert_close(seen[0][0], sol.y1.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(seen[0][marched - 2], torch.ones(2, dtype=D), rtol=0, atol=0)
+    torch.testing.assert_close(x0.grad, torch.full((2,), math.exp(-1.0), dtype=D), rtol=1e-7, atol=0)

@@ -349,11 +349,14 @@ class _Adjoint(torch.autograd.Function):
             y, a = end[0], end[1]
             p = drift.result() if quadrature else end[2]
         if not all_finite((y, a)):
+            cause = ("the field's derivative is not finite on the forward trajectory, or the loss gradient is not "
+                     "finite" if ctx.interpolated else
+                     "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
+                     "contracts forward and expands backward), or the loss gradient is not finite; "
+                     "use gradient='checkpoint' or more steps")
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) became non-finite: "
-                "reconstructing y backward in time is unstable for this field (e.g. strong friction, which "
-                "contracts forward and expands backward), or the loss gradient is not finite; "
-                "use gradient='checkpoint' or more steps")
+                + cause)
         if not all_finite(tuple(p)):
             raise SolverError(
                 f"the adjoint backward solve ({getattr(config.stepper, 'name', config.stepper)}) gave non-finite "
