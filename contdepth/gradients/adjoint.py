@@ -51,8 +51,8 @@ class AdjointTerm(Term):
         self._params = term.params()
         self._checked = False
 
-    def __call__(self, t: float, state, side: int):
-        y, a, _ = state
+    def _pullback(self, t: float, y: State, a: State, side: int) -> tuple[State, State, tuple[torch.Tensor, ...]]:
+        """(f, -a df/dy, -a df/dtheta) at (t, y); the first call checks that theta is all f reads."""
         with torch.enable_grad():
             y_in = detach(y, True)
             f = self.term(t, y_in, side)
@@ -61,7 +61,11 @@ class AdjointTerm(Term):
                 self._checked = True
             grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
         n = len(leaves(y_in))
-        return (detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:]))
+        return detach(f), rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:])
+
+    def __call__(self, t: float, state, side: int):
+        y, a, _ = state
+        return self._pullback(t, y, a, side)
 
     @property
     def counts(self):
@@ -112,33 +116,19 @@ class ForwardPath:
                        (t - t0) / (t1 - t0))
 
 
-class InterpolatedAdjointTerm(Term):
+class InterpolatedAdjointTerm(AdjointTerm):
     """The adjoint right-hand side (-a df/dy, -a df/dtheta) of (a, g) alone, with y(t) from the
     forward solve (:class:`ForwardPath`) instead of solved backward along with them: da/dt is
     linear in a, and an implicit method integrates it as stably as the forward solve did y, where
     rebuilding y backward in time would follow a stiff field's decaying modes growing."""
 
     def __init__(self, term: Term, path: ForwardPath) -> None:
-        self.term, self.path = term, path
-        self._params = term.params()
-        self._checked = False
+        super().__init__(term)
+        self.path = path
 
     def __call__(self, t: float, state, side: int):
         a, _ = state
-        with torch.enable_grad():
-            y_in = detach(self.path(t), True)
-            f = self.term(t, y_in, side)
-            if not self._checked:
-                check_params_found(self.term, leaves(f), leaves(y_in) + self._params)
-                self._checked = True
-            grads = vjp(leaves(f), leaves(y_in) + self._params, leaves(a))
-        n = len(leaves(y_in))
-        return rebuild(a, [-x for x in grads[:n]]), tuple(-x for x in grads[n:])
-
-    @property
-    def counts(self):
-        """The wrapped term's counters (an implicit stepper adds its Jacobians and solves there)."""
-        return self.term.counts
+        return self._pullback(t, self.path(t), a, side)[1:]
 
     def coupled_drift(self, t: float, side: int, state) -> tuple[int, Callable]:
         """(n, fn) for an implicit stepper: a (its n tensors) is all the drift depends on, and
