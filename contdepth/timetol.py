@@ -15,3 +15,8 @@ def slack(*times: float) -> float:
 def close(a: float, b: float) -> bool:
     """a == b up to :data:`TIME_RTOL` relative (two floats naming the same time)."""
     return abs(a - b) <= slack(a, b)
+
+
+def close_tensors(a, b):
+    """:func:`close` elementwise, for tensors of times (broadcast against each other)."""
+    return (a - b).abs() <= TIME_RTOL * a.abs().maximum(b.abs()).clamp(min=1)

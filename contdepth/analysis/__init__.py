@@ -1,5 +1,5 @@
-"""Analysis tools: per-layer activations and their mass budget, per-layer stability spectra, loss landscapes, trajectories through depth, predictive
-uncertainty of stochastic networks."""
+"""Analysis tools: per-layer activations and their mass budget, per-layer stability spectra, loss
+landscapes, trajectories through depth, predictive uncertainty of stochastic networks."""
 from .activations import MassBudget, layer_states, mass_budget
 from .landscape import Landscape, filter_normalize, loss_landscape, random_direction
 from .stability import Spectrum, field_jacobian, in_stability_region, layer_spectra, stability_function

@@ -88,9 +88,9 @@ class AdjointTerm(Term):
 class ForwardPath:
     """y(t) for the backward solve, from the forward solve's accepted step ends (t_k, y_k): in the
     step from t_k to t_k+1 the cubic Hermite interpolant (:func:`~contdepth.tree.hermite`) through
-    (y_k, f_k) and (y_k+1, f_k+1), f_k = f(t_k, y_k) seen from inside the step (evaluated once per step end when the backward
-    solve first needs it, counted as the backward pass's). Exact at the step ends, error O(h^4)
-    inside a step."""
+    (y_k, f_k) and (y_k+1, f_k+1), f_k = f(t_k, y_k) seen from inside the step (evaluated once per
+    step end when the backward solve first needs it, counted as the backward pass's). Exact at the
+    step ends, error O(h^4) inside a step."""
 
     def __init__(self, term: Term, times: list[float], ys: list[State]) -> None:
         self.term, self.times, self.ys = term, times, ys

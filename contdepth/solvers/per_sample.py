@@ -39,7 +39,7 @@ import torch.utils.checkpoint
 from ..errors import SolverError
 from ..solution import Solution, SolverStats
 from ..terms import check_returned
-from ..timetol import TIME_RTOL
+from ..timetol import TIME_RTOL, close_tensors
 from ..tree import State, leaves, rebuild
 from .controllers import Adaptive
 from .tableau import ButcherTableau
@@ -216,7 +216,7 @@ class PerSampleMarch:
         false = torch.zeros(B, dtype=torch.bool, device=dev)
         nfe, acc_n, rej_n = long0.clone(), long0.clone(), long0.clone()
         gidx = torch.arange(B, device=dev)
-        near = (out_times - t0[:, None]).abs() <= TIME_RTOL * torch.maximum(out_times.abs(), t0[:, None].abs()).clamp(min=1)
+        near = close_tensors(out_times, t0[:, None])
         rows = _Rows(t=t0, t1=t1, d=d, span=(t1 - t0).abs(), h=torch.zeros_like(t0), prev=torch.full_like(t0, 1e-4),
                      attempts=long0, rejects=long0, ptr=near.sum(1), outs=out_times, gidx=gidx, active=~false,
                      failed=false, ratio=torch.zeros_like(t0))
@@ -241,8 +241,7 @@ class PerSampleMarch:
                     h = torch.where(torch.isfinite(h), h, d * sp.min_step)
                 h = torch.where(torch.isfinite(h), torch.copysign(h.abs().clamp(sp.min_step, sp.max_step), h), h)
                 end = t + h
-                on_t1 = (d * (end - rows.t1) >= 0) | ((end - rows.t1).abs() <= TIME_RTOL * torch.maximum(
-                    end.abs(), rows.t1.abs()).clamp(min=1))
+                on_t1 = (d * (end - rows.t1) >= 0) | close_tensors(end, rows.t1)
                 h_used = torch.where(active, torch.where(on_t1, rows.t1 - t, h), torch.zeros_like(h))
                 t_next = torch.where(active, torch.where(on_t1, rows.t1, end), t)
                 fail = active & ((t + h == t) | ~torch.isfinite(h) | (rows.attempts > sp.max_num_steps))
@@ -290,7 +289,7 @@ class PerSampleMarch:
                 valid = k < new_ptr
                 kc = k.clamp(max=T - 1)
                 tau = rows.outs.gather(1, kc[:, None])[:, 0]
-                at_end = (tau - t_next).abs() <= TIME_RTOL * torch.maximum(tau.abs(), t_next.abs()).clamp(min=1)
+                at_end = close_tensors(tau, t_next)
                 safe_h = torch.where(valid, h_used, torch.ones_like(h_used))
                 s = torch.where(valid & ~at_end, (tau - t) / safe_h, torch.zeros_like(tau))
                 value = _where(at_end, y1, self._interpolate(y, y1, ks, safe_h, s))
