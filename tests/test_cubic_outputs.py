@@ -82,5 +82,46 @@ def test_bad_interp_is_refused_by_name():
         cd.solve(growth, y0, t0=0.0, t1=1.0, method="rk4", steps=4, options={"interp": "cubic"}, gradient="adjoint")
     with pytest.raises(ValueError, match="interp"):
         cd.solve(growth, y0, t0=0.0, t1=1.0, method="dopri5", options={"interp": "cubic"})
-    with pytest.raises(ValueError, match="fixed-step methods"):
+    with pytest.raises(ValueError, match="fixed-step methods .*, got 'dopri5'$"):
         CubicOutputs(cd.solvers.get_stepper("dopri5"))
+
+
+def test_the_wrapper_is_the_wrapped_method_to_everything_but_outputs():
+    """Name, orders and flags are the wrapped method's; a history-carrying method (Adams) is
+    initialised as without the wrapper, so the step ends are bit-identical to interp='linear'."""
+    for name in ("rk4", "implicit_midpoint", "explicit_adams"):
+        inner = cd.solvers.get_stepper(name)
+        wrapped = CubicOutputs(inner)
+        assert (wrapped.name, wrapped.order, wrapped.fsal, wrapped.adaptive) == (inner.name, inner.order, inner.fsal,
+                                                                                  False)
+        assert wrapped.implicit == getattr(inner, "implicit", False)
+        ts = torch.tensor([0.0, 0.5, 1.0], dtype=D)
+        runs = [cd.odeint(growth, torch.ones(1, dtype=D), ts, method=name, options={"step_size": 0.1, "interp": i})
+                for i in ("linear", "cubic")]
+        assert torch.equal(runs[0], runs[1])
+    sol = cd.solve(growth, torch.ones(1, dtype=D), t0=0.0, t1=1.0, method="rk4", steps=4, options={"interp": "cubic"})
+    assert sol.stats.method == "rk4"
+
+
+def test_slopes_are_taken_from_inside_the_step_at_a_jump():
+    """y' = 1 before t = 0.5 and 3 after, Euler steps of 0.5 with perturb=True (every step end is a
+    jump): inside each step the slope at both ends is that step's own, so the cubic is exact:
+    y(0.25) = 0.25, y(0.75) = 0.5 + 3 * 0.25."""
+    f = lambda t, y: torch.where(t < 0.5, 1.0, 3.0) * torch.ones_like(y)  # noqa: E731
+    ts = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=D)
+    ys = cd.odeint(f, torch.zeros(1, dtype=D), ts, method="euler",
+                   options={"step_size": 0.5, "interp": "cubic", "perturb": True})
+    torch.testing.assert_close(ys[:, 0], torch.tensor([0.0, 0.25, 0.5, 1.25, 2.0], dtype=D), rtol=0, atol=1e-14)
+    back = cd.odeint(f, torch.full((1,), 2.0, dtype=D), ts.flip(0), method="euler",
+                     options={"step_size": 0.5, "interp": "cubic", "perturb": True})
+    torch.testing.assert_close(back[:, 0], torch.tensor([2.0, 1.25, 0.5, 0.25, 0.0], dtype=D), rtol=0, atol=1e-14)
+
+
+def test_a_symplectic_method_keeps_its_pair_state_under_the_wrapper():
+    """leapfrog on the oscillator (q, p): the wrapper hands y0 to the method's init (which checks
+    the pair), and the step ends equal interp='linear' bit for bit."""
+    f = lambda t, s: (s[1], -s[0])  # noqa: E731
+    y0 = (torch.ones(1, dtype=D), torch.zeros(1, dtype=D))
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=D)
+    runs = [cd.odeint(f, y0, ts, method="leapfrog", options={"step_size": 0.1, "interp": i}) for i in ("linear", "cubic")]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))

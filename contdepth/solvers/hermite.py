@@ -36,9 +36,9 @@ class CubicOutputs:
     adaptive = False
 
     def __init__(self, stepper: Stepper) -> None:
-        if getattr(stepper, "adaptive", False):
+        if stepper.adaptive:
             raise ValueError(f"interp='cubic' is for fixed-step methods (an adaptive method has its own dense "
-                             f"output), got {getattr(stepper, 'name', stepper)!r}")
+                             f"output), got {stepper.name!r}")
         self.stepper = stepper
         self.name, self.order, self.fsal = stepper.name, stepper.order, stepper.fsal
         self.implicit = getattr(stepper, "implicit", False)
