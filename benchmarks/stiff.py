@@ -6,8 +6,8 @@
 Cases: Robertson's kinetics (k = 0.04, 1e4, 3e7) to t = 40 and to t = 1e5; Van der Pol with
 mu = 1000 to t = 1500; the gradient d y3(10)/d k1 of Robertson by backprop, checkpoint and adjoint
 against a central difference (``--gradients`` picks some of the three; the adjoint marches (a, g)
-backward with y(t) interpolated from the forward steps, see its backward step counts); a small stiff neural ODE (dy/dt = W y, W = Q diag(-lambda) Q^T + a
-trainable perturbation, lambda spread over 1 .. 1e4: one backprop training step, kvaerno5 against
+backward with y(t) interpolated from the forward steps, see its backward step counts); a small
+stiff neural ODE (dy/dt = W y, W = Q diag(-lambda) Q^T + a trainable perturbation, lambda spread over 1 .. 1e4: one backprop training step, kvaerno5 against
 dopri5). Reported per solve: evaluations of f, Jacobians, linear solves, accepted/rejected steps,
 the largest relative error against scipy Radau at rtol 1e-11, and time against scipy's Radau and
 BDF at the same rtol/atol (interleaved rounds in one process, the order alternating; ``ratio`` =
