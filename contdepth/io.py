@@ -49,6 +49,11 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temp file + ``os.replace``)."""
+    return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
 def torch_save_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save(obj, path)`` atomically (temp file + ``os.replace``)."""
     return _atomic_write(path, lambda fh: torch.save(obj, fh))

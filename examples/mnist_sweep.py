@@ -76,6 +76,7 @@ import torch  # noqa: E402
 
 from contdepth.analysis import layer_states  # noqa: E402
 from contdepth.data.mnist import load_mnist  # noqa: E402
+from contdepth.io import write_text_atomic  # noqa: E402
 from contdepth.models import build_mnist_model  # noqa: E402
 
 
@@ -176,12 +177,40 @@ def run_dir(args: argparse.Namespace, model: str, depth: int) -> Path:
     return Path(args.out) / (f"{model}-d{depth}" + ("-ode" if args.block == "ode" else ""))
 
 
-def trained_states(args: argparse.Namespace, model: str, depth: int, x: torch.Tensor) -> torch.Tensor:
-    """The states (depth + 1, 1, 28, 28) of the one image ``x`` through the trained run's layers (its checkpoint)."""
+def trained_net(args: argparse.Namespace, model: str, depth: int) -> torch.nn.Module:
+    """The trained run's network, from its checkpoint, in eval mode."""
     net = build_mnist_model(model, depth, block=args.block)
     # written by this sweep's runs (contdepth.train.fit), with numpy RNG state: not a weights-only file
     net.load_state_dict(torch.load(run_dir(args, model, depth) / "checkpoint.pt", weights_only=False)["model"])
-    return layer_states(net.eval(), x)[:, 0]
+    return net.eval()
+
+
+def trained_states(args: argparse.Namespace, model: str, depth: int, x: torch.Tensor) -> torch.Tensor:
+    """The states (depth + 1, 1, 28, 28) of the one image ``x`` through the trained run's layers (its checkpoint)."""
+    return layer_states(trained_net(args, model, depth), x)[:, 0]
+
+
+def learned_table(results: dict[tuple[str, int], dict | None], args: argparse.Namespace) -> str:
+    """What the trained PDE layers apply, from each pde run's checkpoint: the mean over layers of
+    |coefficient| (:meth:`~contdepth.fields.PDEStencil.coefficients`; layer 0 apart, it sees the raw
+    image), and the activation mass of 100 test images (metrics.json's mass budget): M_L / M_1
+    and the mass that left through the image border in all layers, as a fraction of M_1."""
+    lines = ["| run | layer | diffusion x, y | drift x, y | reaction | M_L / M_1 | border outflow / M_1 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for (m, d), r in results.items():
+        if m not in ("pde1", "pde2") or r is None or not (run_dir(args, m, d) / "checkpoint.pt").exists():
+            continue
+        k = {name: v.abs() for name, v in trained_net(args, m, d).block.field.coefficients().items()}
+        mass = r["mass_budget"]["mass"]
+        budget = f"{mass[-1] / mass[1]:.3g} | {sum(r['mass_budget']['outflow']) / mass[1]:.2g}"
+        for label, rows in (("0", slice(0, 1)), (f"1-{d - 1}", slice(1, None))):
+            if rows.start >= d:
+                continue
+            mean = {name: v[rows].mean().item() for name, v in k.items()}
+            lines.append(f"| {m} depth {d} | {label} | {mean['diffusion_x']:.1e}, {mean['diffusion_y']:.1e} | "
+                         f"{mean['drift_x']:.1e}, {mean['drift_y']:.1e} | {mean['reaction']:.3f} | "
+                         + (budget if label == "0" else " | ") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_fig45(results: dict[tuple[str, int], dict | None], args: argparse.Namespace, path: Path) -> list[int]:
@@ -211,7 +240,10 @@ def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = Non
     results = {(m, d): run_one(args, m, d) for m in args.models for d in args.depths}
     out = Path(args.out)
     md = table(results, args)
-    (out / "table.md").write_text(md)
+    if args.block == "seed" and any(m in ("pde1", "pde2") for m in args.models):
+        md += "\nLearned PDE layers (mean |coefficient| over the layers; init: diffusion 0.125, drift and reaction 0):\n\n" \
+            + learned_table(results, args)
+    write_text_atomic(out / "table.md", md)
     plot(results, args, out / "accuracy_vs_depth.png")
     plot_curves(results, args, out / "curves.png")
     plot_fig45(results, args, out / "fig45.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from contdepth.cli import ExampleParser, example_parser, finish
-from contdepth.io import torch_save_atomic, write_json_atomic
+from contdepth.io import torch_save_atomic, write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if not p.stem.startswith("_"))
@@ -67,13 +67,14 @@ def test_files_get_the_umask_mode_and_stay_atomic(mask, tmp_path):
     old = os.umask(mask)
     try:
         paths = [write_json_atomic(tmp_path / "a.json", {"x": 1}), torch_save_atomic(tmp_path / "b.pt", {"x": 1}),
-                 tmp_path / "metrics.json"]
+                 write_text_atomic(tmp_path / "c.md", "| é |\n"), tmp_path / "metrics.json"]
         finish(tmp_path, {"acc": 0.5}, [])
     finally:
         os.umask(old)
     assert _umask() == old
     for path in paths:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.pt", "metrics.json"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.pt", "c.md", "metrics.json"]  # no temporary left
+    assert (tmp_path / "c.md").read_text(encoding="utf-8") == "| é |\n"
     write_json_atomic(tmp_path / "a.json", {"x": 2})  # replacing keeps the process's current mode
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~old

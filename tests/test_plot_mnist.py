@@ -106,3 +106,27 @@ def test_sweep_fig45_draws_the_trained_pde1_and_pde2_of_each_depth(tmp_path, mon
     args.data = str(DATA)
     assert sweep.plot_fig45(results, args, tmp_path / "fig45.png") == [2]
     _png(tmp_path / "fig45.png")
+
+
+def test_sweep_learned_table_reads_each_pde_runs_coefficients_and_mass(tmp_path):
+    _load("mnist")
+    sweep = _load("mnist_sweep")
+    args = sweep.parse_args(["--models", "pde1", "pde2", "resnet", "--depths", "3", "--table-only",
+                             "--out", str(tmp_path)])
+    results = {("resnet", 3): {"epochs": 1}}  # not a PDE net: no row
+    models = {}
+    for i, m in enumerate(("pde1", "pde2")):
+        models[m] = model = _perturbed(m, 3, i)
+        sweep.run_dir(args, m, 3).mkdir()
+        save_checkpoint(sweep.run_dir(args, m, 3) / "checkpoint.pt", model, torch.optim.SGD(model.parameters()),
+                        None, TrainState(), seed=0, epochs=1)
+        results[(m, 3)] = {"mass_budget": {"mass": [1.0, 2.0, 3.0, 8.0], "outflow": [0.5, 0.25, 0.25]}}
+    rows = [line for line in sweep.learned_table(results, args).splitlines() if line.startswith("| pde")]
+    assert len(rows) == 4
+    for m, first, rest in ((m, rows[2 * i], rows[2 * i + 1]) for i, m in enumerate(("pde1", "pde2"))):
+        k = models[m].block.field.coefficients()
+        drift0 = f"{k['drift_x'][0].abs().item():.1e}, {k['drift_y'][0].abs().item():.1e}"
+        drift = f"{k['drift_x'][1:].abs().mean().item():.1e}, {k['drift_y'][1:].abs().mean().item():.1e}"
+        assert first.startswith(f"| {m} depth 3 | 0 |") and f"| {drift0} |" in first
+        assert first.endswith("| 4 | 0.5 |")  # M_L / M_1 = 8 / 2, outflow 1 / 2
+        assert rest.startswith(f"| {m} depth 3 | 1-2 |") and f"| {drift} |" in rest and rest.endswith("|  |  |")

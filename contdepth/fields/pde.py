@@ -82,6 +82,16 @@ class PDEStencil(ControlledField):
         return psi_bar.view(b, c, h, w), {"alpha": theta["alpha"] * a2, "beta": beta, "sigma": theta["sigma"] * s2,
                                           "rho": rho, "gamma": gamma}
 
+    def coefficients(self) -> dict[str, torch.Tensor]:
+        """The PDE's coefficients per layer and channel, (n, C) each, detached: ``diffusion_x``
+        = alpha^2/2, ``drift_x`` = s beta, ``diffusion_y`` = sigma^2/2, ``drift_y`` = s rho and
+        ``reaction`` = gamma, the factors of d_xx, d_x, d_yy, d_y and psi in eq. 39 / 40 (s the
+        variant's drift factor: what the network applies, whatever its parametrisation)."""
+        s = DRIFT_SCALE[self.variant]
+        theta = {name: getattr(self, name).detach() for name in ("alpha", "beta", "sigma", "rho", "gamma")}
+        return {"diffusion_x": theta["alpha"] ** 2 / 2, "drift_x": s * theta["beta"],
+                "diffusion_y": theta["sigma"] ** 2 / 2, "drift_y": s * theta["rho"], "reaction": theta["gamma"]}
+
     @property
     def vjp_uses_output(self) -> bool:
         return self.activation != "identity"
