@@ -13,12 +13,21 @@ result of the solve), and :func:`outputs` passes the stacked outputs through and
 ``<ybar_i, f(t_i, y_i)>`` (for i = 0 that is the ybar_0 term above). The gradient method only ever
 sees float times, so this works the same for backprop, checkpoint, adjoint and reversible.
 
-These are the gradients of the exact flow evaluated at the computed states: for a fixed-step
-method they differ from the derivative of the discrete solution with respect to its grid by the
-method's discretisation error (they converge to the exact dL/dt at the method's order).
+These are the gradients of the exact flow evaluated at the computed states. On a fixed grid
+(steps set by t_0, t_1 and the step size or count, not by the other output times) an output
+t_i strictly inside a step [a, b] is the step's dense output p(t_i) (linear: y_a + (t_i - a)
+(y_b - y_a)/(b - a); ``interp="cubic"``: the cubic Hermite interpolant), so there
+
+    dL/dt_i = <ybar_i, p'(t_i)>                     (the exact derivative of the computed output),
+
+with p'(t_i) recorded by the march (:func:`~contdepth.solvers.engine.march`'s ``slopes``). At
+t_0, at outputs on a step end, and for adaptive methods (whose steps follow the times) the flow
+formula stays: there a fixed-step method differs from the derivative of its discrete solution
+by its discretisation error (converging to the exact dL/dt at the method's order).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -26,6 +35,7 @@ import torch
 
 from ..errors import SolverError
 from ..solution import StepCounts
+from ..solvers.controllers import FixedGrid
 from ..solvers.engine import Problem
 from ..terms import Term
 from ..timetol import close
@@ -60,24 +70,32 @@ class _Start(torch.autograd.Function):
 class _Outputs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, term: Term, counts: StepCounts, like: State, out_times: tuple[float, ...], sides: tuple[int, ...],
-                t_out: torch.Tensor, *stacked: torch.Tensor):
-        ctx.term, ctx.counts, ctx.like, ctx.out_times, ctx.sides = term, counts, like, out_times, sides
-        ctx.save_for_backward(t_out, *stacked)
-        return tuple(x.view_as(x) for x in stacked)
+                inside: tuple[int, ...], t_out: torch.Tensor, *tensors: torch.Tensor):
+        ctx.term, ctx.counts, ctx.like, ctx.out_times, ctx.sides, ctx.inside = term, counts, like, out_times, sides, inside
+        ctx.save_for_backward(t_out, *tensors)
+        n = len(leaves(like))
+        return tuple(x.view_as(x) for x in tensors[:n])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
-        t_out, *stacked = ctx.saved_tensors
+        t_out, *tensors = ctx.saved_tensors
+        n = len(grads)
+        stacked, slopes = tensors[:n], tensors[n:]
         grad_t = torch.zeros(len(ctx.out_times), dtype=stacked[0].dtype, device=stacked[0].device)
         with counting(ctx.term, ctx.counts):
             for i, (t, side) in enumerate(zip(ctx.out_times, ctx.sides)):
                 g = [None if gi is None else gi[i] for gi in grads]
                 if all(gi is None for gi in g):
                     continue
-                f = leaves(ctx.term(t, rebuild(ctx.like, [x[i] for x in stacked]), side))
+                if i in ctx.inside:
+                    k = ctx.inside.index(i)
+                    f = slopes[k * n:(k + 1) * n]
+                else:
+                    f = leaves(ctx.term(t, rebuild(ctx.like, [x[i] for x in stacked]), side))
                 grad_t[i] = _inner([gi for gi in g if gi is not None], [fi for gi, fi in zip(g, f) if gi is not None])
-        return (None, None, None, None, None, grad_t.to(t_out.dtype).reshape(t_out.shape), *grads)
+        return (None, None, None, None, None, None, grad_t.to(t_out.dtype).reshape(t_out.shape), *grads,
+                *([None] * len(slopes)))
 
 
 def start(term: Term, counts: StepCounts, y0: State, t0: float, direction: int, t0_tensor: torch.Tensor) -> State:
@@ -88,11 +106,15 @@ def start(term: Term, counts: StepCounts, y0: State, t0: float, direction: int, 
 
 
 def outputs(term: Term, counts: StepCounts, like: State, stacked: tuple[torch.Tensor, ...],
-            out_times: tuple[float, ...], t_out: torch.Tensor, t0: float, direction: int) -> tuple[torch.Tensor, ...]:
+            out_times: tuple[float, ...], t_out: torch.Tensor, t0: float, direction: int,
+            slopes: dict[int, State] | None = None) -> tuple[torch.Tensor, ...]:
     """The stacked outputs themselves, with ``dL/dt_i = <ybar_i, f(t_i, y_i)>`` for ``t_out`` (a tensor of
-    ``len(out_times)`` times; f at t_i seen from where the solve came: behind t_i, ahead at t_0)."""
+    ``len(out_times)`` times; f at t_i seen from where the solve came: behind t_i, ahead at t_0), or
+    ``<ybar_i, slopes[i]>`` for the outputs i in ``slopes`` (dy_i/dt_i of the computed output)."""
     sides = tuple(direction if close(t, t0) else -direction for t in out_times)
-    return _Outputs.apply(term, counts, like, out_times, sides, t_out, *stacked)
+    inside = tuple(sorted(slopes or {}))
+    kept = [x for i in inside for x in leaves(slopes[i])]
+    return _Outputs.apply(term, counts, like, out_times, sides, inside, t_out, *stacked, *kept)
 
 
 def at_event(term: Term, event: Callable[[torch.Tensor, State], torch.Tensor], t_event: float, y_event: State,
@@ -140,12 +162,16 @@ def with_time_grads(run: Callable[[Problem, State], tuple[torch.Tensor, ...]], p
                     times: TimeTensors) -> tuple[torch.Tensor, ...]:
     """``run(problem, y0)`` (a gradient method: stacked outputs), with the gradients of ``times``
     attached around it by :func:`start` and :func:`outputs` (f evaluated in the backward pass,
-    counted in ``problem.stats.backward``)."""
+    counted in ``problem.stats.backward``; on a fixed grid, the slopes of outputs inside a step
+    recorded by the forward march instead)."""
     d = 1 if problem.t1 > problem.t0 else -1
     counts = problem.stats.backward
+    if times.outs is not None and isinstance(problem.grid, FixedGrid):
+        problem = dataclasses.replace(problem, slopes={})
     if times.t0 is not None:
         y0 = start(problem.term, counts, y0, problem.t0, d, times.t0)
     stacked = run(problem, y0)
     if times.outs is not None:
-        stacked = outputs(problem.term, counts, y0, stacked, problem.out_times, times.outs, problem.t0, d)
+        stacked = outputs(problem.term, counts, y0, stacked, problem.out_times, times.outs, problem.t0, d,
+                          problem.slopes)
     return stacked

@@ -19,7 +19,7 @@ import torch
 from ..errors import SolverError
 from ..solution import SolverStats, StepCounts
 from ..terms import Term, check_returned
-from ..tree import State, all_finite
+from ..tree import State, all_finite, detach, leaves, rebuild
 from .base import Controller, Stepper, StepRecord
 from ..timetol import close, slack
 from .controllers import Adaptive, FixedGrid
@@ -33,6 +33,18 @@ def _emit(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: St
         value = end if s is None else stepper.interpolate(y, y1, dense, rec.h, s)
         outs.append(rec.project(value) if s is not None and rec.project is not None else value)
     return outs
+
+
+def _slope(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, s: float) -> State:
+    """d/dtau of the dense output :func:`_emit` gives at tau = t + s h inside the step ``rec``:
+    (d/ds ``stepper.interpolate(y, y1, dense, h, s)``) / h by forward-mode differentiation in s
+    (detached); for linear outputs (y1 - y) / h."""
+    first = leaves(y)[0]
+    y, y1 = detach(y), detach(y1)
+    _, tangents = torch.func.jvp(lambda u: tuple(leaves(stepper.interpolate(y, y1, dense, rec.h, u))),
+                                 (torch.tensor(s, dtype=first.dtype, device=first.device),),
+                                 (torch.ones((), dtype=first.dtype, device=first.device),))
+    return rebuild(y, [d.detach() / rec.h for d in tangents])
 
 
 def _state_at(stepper: Stepper, rec: StepRecord, y: State, y1: State, dense, end: State, tau: float) -> State:
@@ -60,6 +72,7 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
           check_finite: bool = False,
           project: Callable[[State], State] | None = None,
           stop_when: Callable[[float, float, Callable[[float], State]], bool] | None = None,
+          slopes: dict[int, State] | None = None,
           ) -> tuple[list[State], State]:
     """Integrate from (t0, y0) to t1: (the states at ``out_times`` (monotone, in [t0, t1]), y(t1)).
 
@@ -79,7 +92,13 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
     the state at any tau in [t, t_next] (the step's dense output, as outputs inside a step); True
     ends the march there: it returns the outputs up to t_next and the step's end (a terminal
     event: :mod:`contdepth.solvers.events` finds the event time inside that step with ``at``).
+    ``slopes``: filled with ``{i: dy_i/dt_i}`` for every output i strictly inside a step, the time
+    derivative of the step's dense output there (detached; the steps held fixed; forward-mode in
+    s through ``stepper.interpolate``, which must then be written in torch operations of s). Not
+    with ``project`` (a ValueError).
     """
+    if slopes is not None and project is not None:
+        raise ValueError("slopes= with project=: the time derivative of a projected output is not recorded")
     d = 1 if t1 > t0 else -1
     outs: list[State | None] = [None] * len(out_times)
     k = 0
@@ -106,8 +125,10 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
                          t_next in controller.stops or (project is not None and stepper.fsal), project)
         if on_step is not None:
             on_step(rec, y, state)
-        for (i, _), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense, end)):
+        for (i, s), value in zip(rec.outs, _emit(stepper, rec, y, y1, dense, end)):
             outs[i] = value
+            if slopes is not None and s is not None:
+                slopes[i] = _slope(stepper, rec, y, y1, dense, s)
         if stop_when is not None and stop_when(t, t_next, lambda tau: _state_at(stepper, rec, y, y1, dense, end, tau)):
             return outs[:k], end
         if inject is not None:
@@ -130,7 +151,9 @@ class Problem:
     :class:`Adaptive`), the interval, the requested output times, and the counters it fills.
     ``adjoint`` configures the backward solve of ``gradient="adjoint"``; ``project`` is applied
     after every accepted step of the forward solve (see :func:`march`; the records carry it to
-    :func:`replay`, so checkpointing recomputes the same projected steps)."""
+    :func:`replay`, so checkpointing recomputes the same projected steps). ``slopes``: when a dict,
+    :meth:`march` fills it with the time derivative of every output strictly inside a step (see
+    :func:`march`)."""
 
     term: Term
     stepper: Stepper
@@ -141,6 +164,7 @@ class Problem:
     stats: SolverStats
     adjoint: "AdjointConfig | None" = None
     project: Callable[[State], State] | None = None
+    slopes: dict[int, State] | None = None
 
     def params(self) -> list[torch.Tensor]:
         """What checkpoint differentiates: the term's parameters, then the stepper's trainable ones
@@ -170,7 +194,8 @@ class Problem:
     def march(self, y0: State, **kwargs) -> tuple[list[State], State]:
         """The forward solve; a non-finite result is re-run step by step to name the first bad step."""
         run = lambda **extra: march(self.term, self.stepper, self.controller(self.t0, self.t1), y0, self.t0,
-                                    self.t1, self.out_times, self.stats.forward, project=self.project, **kwargs,
+                                    self.t1, self.out_times, self.stats.forward, project=self.project,
+                                    slopes=self.slopes, **kwargs,
                                     **extra)
         outs, y1 = run()
         if not all_finite(y1):
