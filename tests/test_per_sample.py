@@ -67,6 +67,20 @@ def test_controller_options_act_as_in_the_shared_controller(options):
         torch.testing.assert_close(sol.ys[-1, b], ref.ys[-1, 0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+def test_a_zero_error_grows_the_step_by_ifactor(beta):
+    """y' = 0: every error ratio is exactly 0 and each accepted step grows by ifactor, also for a
+    PI beta large enough (0.3 > 4 / (3 * 5)) that r^(-1/p + 3 beta/4) at r = 0 is 0, not
+    infinite: the counts of the shared controller alone."""
+    y0 = torch.tensor([[1.0], [2.0], [-3.0]], dtype=D)
+    kw = dict(method="dopri5", t0=0.0, t1=50.0, rtol=1e-6, atol=1e-8, options={"beta": beta, "first_step": 1e-3})
+    sol = cd.solve(lambda t, y: torch.zeros_like(y), y0, per_sample=True, **kw)
+    ref = cd.solve(lambda t, y: torch.zeros_like(y), y0[:1], **kw)
+    assert ref.stats.forward.accepted_steps == 6  # 1e-3 (1 + 10 + ... + 10^4) < 50 <= 1e-3 (1 + ... + 10^5)
+    assert sol.stats.forward.accepted_steps.tolist() == [6, 6, 6]
+    assert torch.equal(sol.ys[-1], y0)
+
+
 def vdp_mu(mu):
     """Van der Pol x'' = mu (1 - x^2) x' - x as a 2-D state, mu per row from the closure."""
     return lambda t, y: torch.stack([y[:, 1], mu * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0]], 1)

@@ -54,7 +54,7 @@ def _col(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _where(mask: torch.Tensor, a: State, b: State) -> State:
     """Per sample: a where ``mask``, else b (every tensor of the state)."""
-    return rebuild(a, [torch.where(_col(mask, x).bool(), x, z) for x, z in zip(leaves(a), leaves(b))])
+    return rebuild(a, [torch.where(mask.reshape(-1, *([1] * (x.dim() - 1))), x, z) for x, z in zip(leaves(a), leaves(b))])
 
 
 def _axpy(y: State, s: torch.Tensor, k: State) -> State:
@@ -62,9 +62,20 @@ def _axpy(y: State, s: torch.Tensor, k: State) -> State:
     return rebuild(y, [a + _col(s, a) * b for a, b in zip(leaves(y), leaves(k))])
 
 
-def _axpy_cols(y: State, cols: list[torch.Tensor], c: float, k: State) -> State:
-    """y + (h c) k per sample, with ``cols`` h already shaped per tensor of y (``_col``)."""
-    return rebuild(y, [a + (h * c) * b for a, h, b in zip(leaves(y), cols, leaves(k))])
+def _weighted_cols(cols: list[torch.Tensor], coeffs, ks: list[State], y: State | None = None) -> State:
+    """[y +] h sum_j c_j k_j per sample over the nonzero c_j, with ``cols`` h already shaped per
+    tensor of the state (``_col``): one operation per term and one for h (y itself when every c_j is 0)."""
+    terms = [(c, leaves(k)) for c, k in zip(coeffs, ks) if c]
+    if not terms:
+        return y
+    out = []
+    for i, h in enumerate(cols):
+        c0, k0 = terms[0]
+        acc = k0[i] * c0
+        for c, k in terms[1:]:
+            acc = torch.add(acc, k[i], alpha=c)
+        out.append(acc * h if y is None else torch.addcmul(leaves(y)[i], h, acc))
+    return rebuild(ks[0] if y is None else y, out)
 
 
 def _rms(v: State) -> torch.Tensor:
@@ -79,8 +90,8 @@ def _rms(v: State) -> torch.Tensor:
 class _Rows:
     """The per-sample arrays of one march, all of length n (the batch the field sees)."""
 
-    NAMES = ("t", "t1", "d", "span", "h", "prev", "attempts", "rejects", "ptr", "outs", "gidx", "active", "failed",
-             "ratio")
+    NAMES = ("t", "t1", "d", "span", "h", "prev", "attempts", "rejects", "ptr", "outs", "gidx", "active", "weight",
+             "failed", "ratio")
 
     def __init__(self, **arrays: torch.Tensor) -> None:
         self.__dict__.update(arrays)
@@ -111,7 +122,7 @@ class PerSampleMarch:
         the backward pass, which recomputes the stages (counted in ``_replay_nfe``)."""
         if not (self.checkpoint and torch.is_grad_enabled()):
             return self._stages(t, h, y, f0, rows, nfe)
-        seen = _Rows(gidx=rows.gidx, active=rows.active)
+        seen = _Rows(gidx=rows.gidx, active=rows.active, weight=rows.weight)
         ny, nf = len(leaves(y)), len(leaves(f0))
 
         def stages(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -130,7 +141,7 @@ class PerSampleMarch:
         if not self._checked:
             check_returned(out, y, "func")
             self._checked = True
-        nfe.index_add_(0, rows.gidx, rows.active.long())
+        nfe.index_add_(0, rows.gidx, rows.weight)
         return out
 
     def _first_step(self, y0: State, f0: State, rows: _Rows, nfe: torch.Tensor) -> torch.Tensor:
@@ -155,28 +166,17 @@ class PerSampleMarch:
         tab, ks = self.tab, [f0]
         cols = [_col(h, x) for x in leaves(y)]
         for i in range(1, tab.stages):
-            yi = y
-            for c, k in zip(tab.a[i], ks):
-                if c:
-                    yi = _axpy_cols(yi, cols, c, k)
+            yi = _weighted_cols(cols, tab.a[i], ks, y)
             if tab.fsal and i == tab.stages - 1:
                 y1 = yi
             ks.append(self._eval(t + h if tab.c[i] == 1 else t + tab.c[i] * h, yi, rows, nfe))
         if not tab.fsal:
-            y1 = y
-            for c, k in zip(tab.b, ks):
-                if c:
-                    y1 = _axpy_cols(y1, cols, c, k)
+            y1 = _weighted_cols(cols, tab.b, ks, y)
         return ks, y1
 
     def _error(self, h: torch.Tensor, ks: list[State]) -> State:
-        terms = [(c, k) for c, k in zip(self.tab.b_error, ks) if c]
-        c0, k0 = terms[0]
-        cols = [_col(h, x) for x in leaves(k0)]
-        out = rebuild(k0, [(hc * c0) * x for hc, x in zip(cols, leaves(k0))])
-        for c, k in terms[1:]:
-            out = _axpy_cols(out, cols, c, k)
-        return out
+        """The embedded error estimate h sum_j e_j k_j per sample."""
+        return _weighted_cols([_col(h, x) for x in leaves(ks[0])], self.tab.b_error, ks)
 
     def _interpolate(self, y0: State, y1: State, ks: list[State], h: torch.Tensor, s: torch.Tensor) -> State:
         """The tableau's dense output at t + s h per sample (s, h: (n,) float64)."""
@@ -219,7 +219,7 @@ class PerSampleMarch:
         near = close_tensors(out_times, t0[:, None])
         rows = _Rows(t=t0, t1=t1, d=d, span=(t1 - t0).abs(), h=torch.zeros_like(t0), prev=torch.full_like(t0, 1e-4),
                      attempts=long0, rejects=long0, ptr=near.sum(1), outs=out_times, gidx=gidx, active=~false,
-                     failed=false, ratio=torch.zeros_like(t0))
+                     weight=torch.ones_like(long0), failed=false, ratio=torch.zeros_like(t0))
         # slot k B + b holds output k of sample b; slot T B takes the writes of rows with nothing to write
         bufs = [x.new_zeros((T * B + 1, *x.shape[1:])) for x in leaves(y0)]
         y = y0
@@ -235,11 +235,12 @@ class PerSampleMarch:
             # propose (Adaptive's rule per sample); finished samples take a step of length 0
             with torch.no_grad():
                 active, t, d = rows.active, rows.t, rows.d
-                rows.attempts = rows.attempts + active.long()
+                rows.attempts = rows.attempts + rows.weight
                 h = rows.h
                 if sp.min_step > 0:
                     h = torch.where(torch.isfinite(h), h, d * sp.min_step)
-                h = torch.where(torch.isfinite(h), torch.copysign(h.abs().clamp(sp.min_step, sp.max_step), h), h)
+                if sp.min_step > 0 or sp.max_step < math.inf:
+                    h = torch.where(torch.isfinite(h), torch.copysign(h.abs().clamp(sp.min_step, sp.max_step), h), h)
                 end = t + h
                 on_t1 = (d * (end - rows.t1) >= 0) | close_tensors(end, rows.t1)
                 h_used = torch.where(active, torch.where(on_t1, rows.t1 - t, h), torch.zeros_like(h))
@@ -254,14 +255,17 @@ class PerSampleMarch:
                 ratio = _rms(scale)
                 accept = active & ((ratio <= 1) | (h_used.abs() <= sp.min_step))
                 reject = active & ~accept
-                factor = torch.where(ratio == 0, torch.full_like(ratio, sp.ifactor),
-                                     sp.safety * ratio ** -alpha * rows.prev ** sp.beta)
+                # r = 0 gives an infinite factor, clamped to ifactor; a non-finite r gives dfactor
+                factor = sp.safety * ratio ** -alpha
+                if alpha <= 0:  # a large beta: 0 ** -alpha is not infinite
+                    factor = torch.where(ratio == 0, math.inf, factor)
+                if sp.beta:
+                    factor = factor * rows.prev ** sp.beta
+                    rows.prev = torch.where(accept & (ratio <= 1), ratio.clamp(min=1e-4), rows.prev)
                 h_good = torch.where(ratio > 1, h_used, h_used * factor.clamp(1.0, sp.ifactor))
-                shrunk = torch.where(torch.isfinite(ratio), sp.safety * ratio ** (-1.0 / tab.order),
-                                     torch.full_like(ratio, sp.dfactor))
-                h_bad = h_used * shrunk.clamp(max=1.0).clamp(min=sp.dfactor)
+                shrunk = sp.safety * torch.nan_to_num(ratio ** (-1.0 / tab.order), nan=0.0)
+                h_bad = h_used * shrunk.clamp(sp.dfactor, 1.0)
                 rows.h = torch.where(accept, h_good, torch.where(reject, h_bad, rows.h))
-                rows.prev = torch.where(accept & (ratio <= 1), ratio.clamp(min=1e-4), rows.prev)
                 rows.rejects = torch.where(reject, rows.rejects + 1, torch.where(accept, 0, rows.rejects))
                 rows.ratio = torch.where(active, ratio, rows.ratio)
                 floor = 10 * (torch.nextafter(t, t + d) - t).abs()
@@ -296,7 +300,7 @@ class PerSampleMarch:
                 self._write(bufs, leaves(value), torch.where(valid, kc * B + rows.gidx, T * B))
             y = _where(accept, y1, y)
             f0 = _where(accept, ks[-1], f0) if tab.fsal else None
-            rows.t, rows.ptr, rows.active = torch.where(accept, t_next, t), new_ptr, still
+            rows.t, rows.ptr, rows.active, rows.weight = torch.where(accept, t_next, t), new_ptr, still, still.long()
             if n_active == 0:
                 break
             if not tab.fsal:
