@@ -1,7 +1,8 @@
 """Gradients with respect to the times of a solve (contdepth/gradients/times.py): closed forms,
 float64 central differences, every gradient method, both directions of time, fixed and adaptive
 methods. For outputs y_i = y(t_i): dL/dt_i = <ybar_i, f(t_i, y_i)>, and
-dL/dt_0 = -<dL/dy0 - ybar_0, f(t_0, y0)>."""
+dL/dt_0 = -<dL/dy0 - ybar_0, f(t_0, y0)> (outputs strictly inside a fixed step get the slope of
+the step's dense output instead: tests/test_time_grads_interp.py)."""
 import math
 
 import numpy as np

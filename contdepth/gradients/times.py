@@ -21,9 +21,9 @@ t_i strictly inside a step [a, b] is the step's dense output p(t_i) (linear: y_a
     dL/dt_i = <ybar_i, p'(t_i)>                     (the exact derivative of the computed output),
 
 with p'(t_i) recorded by the march (:func:`~contdepth.solvers.engine.march`'s ``slopes``). At
-t_0, at outputs on a step end, and for adaptive methods (whose steps follow the times) the flow
-formula stays: there a fixed-step method differs from the derivative of its discrete solution
-by its discretisation error (converging to the exact dL/dt at the method's order).
+t_0, at outputs on a step end, and for adaptive methods the flow formula stays: there a
+fixed-step method differs from the derivative of its discrete solution by its discretisation
+error (converging to the exact dL/dt at the method's order).
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class _Outputs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, term: Term, counts: StepCounts, like: State, out_times: tuple[float, ...], sides: tuple[int, ...],
                 inside: tuple[int, ...], t_out: torch.Tensor, *tensors: torch.Tensor):
-        ctx.term, ctx.counts, ctx.like, ctx.out_times, ctx.sides, ctx.inside = term, counts, like, out_times, sides, inside
+        ctx.term, ctx.counts, ctx.like, ctx.out_times = term, counts, like, out_times
+        ctx.sides, ctx.inside = sides, {i: k for k, i in enumerate(inside)}  # output index -> its slope
         ctx.save_for_backward(t_out, *tensors)
         n = len(leaves(like))
         return tuple(x.view_as(x) for x in tensors[:n])
@@ -89,7 +90,7 @@ class _Outputs(torch.autograd.Function):
                 if all(gi is None for gi in g):
                     continue
                 if i in ctx.inside:
-                    k = ctx.inside.index(i)
+                    k = ctx.inside[i]
                     f = slopes[k * n:(k + 1) * n]
                 else:
                     f = leaves(ctx.term(t, rebuild(ctx.like, [x[i] for x in stacked]), side))
