@@ -2,7 +2,14 @@
 
 Network: the 2 input features duplicated 4x (width 8), the dense field F = tanh(K(t) x + b(t))
 (seed 004 eq. 2.13) with piecewise-constant theta on a control grid, forward Euler over a state
-grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (mini-batches).
+grid, a linear layer to 5 classes and softmax cross entropy. ``--optimizer adam`` (default): Adam
+on mini-batches. ``--optimizer gn-varpro``: seed 004's own training (ch. 5, MegaNet's
+``dnnVarProObjFctn(net, pRegTh, pLoss, pRegW, ...)``), :class:`contdepth.control.GaussNewtonVarPro`
+on the full batch, one Gauss-Newton step per epoch: the classifier W eliminated as the minimiser of
+CE + alpha_w/2 ||W||^2 (pRegW) and theta trained on the reduced objective plus
+alpha_theta/(2h) sum_l ||theta_{l+1} - theta_l||^2 (pRegTh), alpha_theta = alpha_w = 1e-3 as in
+examples/control.py. Every experiment uses the same data, initial weights and evaluation with
+either optimizer.
 
 (a) sec. 3.1 / fig. 3.3: T = 20, 16 control layers; train at each state-layer count and
     evaluate every trained field at every count (accuracy matrix + 6x6 decision-boundary panels);
@@ -17,11 +24,14 @@ grid, a linear layer to 5 classes and softmax cross entropy. Trained with Adam (
 (b) is also run with the antisymmetric layer of Haber & Ruthotto 2017 beside the plain one, and
 (e) seed 002 eq. 111: the linear two-step net against the ResNet (T = 20, 16 layers).
 
-    python examples/peaks.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
+    python examples/peaks.py [--optimizer {adam,gn-varpro}] [--quick] [--out DIR] [--seed S] [--threads N]
+                             [--no-progress]
 
-writes DIR/metrics.json (atomically) and DIR/*.png. Every trained net is checkpointed in
-DIR/checkpoints/ (every 5 epochs and at the end): an interrupted run resumes where it stopped, and a
-finished one re-makes its figures and metrics without training again (delete the folder to retrain).
+writes DIR/metrics.json (atomically; ``config.optimizer`` names the optimizer) and DIR/*.png; DIR
+defaults to out/peaks (adam) or out/peaks-varpro (gn-varpro). Every trained net is checkpointed in
+DIR/checkpoints/ under a name that includes the optimizer (every 5 epochs and at the end): an
+interrupted run resumes where it stopped, and a finished one re-makes its figures and metrics
+without training again (delete the folder to retrain).
 """
 from __future__ import annotations
 
@@ -31,11 +41,22 @@ from pathlib import Path
 
 from _cli import cli
 
+OPTIMIZERS = {"adam": "out/peaks", "gn-varpro": "out/peaks-varpro"}  # optimizer -> default --out
+TITLES = {"adam": "Adam", "gn-varpro": "GN-VarPro"}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The shared options, parsed before torch is imported (a bad one fails at once)."""
-    return cli.example_parser(__doc__, default_out="out/peaks",
-                              quick_help="smaller data, fewer epochs and depths (CI, about 1 min)").parse_args(argv)
+    """The options, parsed before torch is imported (a bad one fails at once); --out defaults per optimizer."""
+    parser = cli.example_parser(__doc__, default_out=None,
+                                quick_help="smaller data, fewer epochs and depths (CI, about 1 min)")
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
+                        help="adam: mini-batch Adam; gn-varpro: seed 004's Gauss-Newton with variable projection "
+                             "and its regularisers pRegTh, pRegW (full batch); default --out: "
+                             + ", ".join(f"{k} -> {v}" for k, v in OPTIMIZERS.items()))
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path(OPTIMIZERS[args.optimizer])
+    return args
 
 
 if __name__ == "__main__":
@@ -62,8 +83,29 @@ QUICK = {
     "state_layers": [8, 32], "eig_layers": [8, 16, 32], "landscape_layers": [8, 20],
     "landscape_points": 11, "landscape_range": 1.0, "dopri5": True,
 }
+GN_VARPRO = {"epochs": 60, "batch_size": None, "alpha_theta": 1e-3, "alpha_w": 1e-3, "cg_iters": 10}
+GN_VARPRO_QUICK = {**GN_VARPRO, "epochs": 15}
 DOPRI5_TOL = {"rtol": 1e-4, "atol": 1e-6}
 ANTI_GAMMA = 0.01
+
+
+def config(optimizer: str, *, quick: bool, seed: int) -> dict:
+    """The run's settings: FULL or QUICK, with GN_VARPRO('s quick budget) for ``optimizer="gn-varpro"``
+    (its ``epochs`` are full-batch Gauss-Newton steps and it has no learning rate)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    cfg = {**(QUICK if quick else FULL), "optimizer": optimizer, "seed": seed}
+    if optimizer == "gn-varpro":
+        del cfg["lr"]
+        cfg.update(GN_VARPRO_QUICK if quick else GN_VARPRO)
+    return cfg
+
+
+class Duplicate(nn.Module):
+    """(x1, x2) -> (x1, x2, x1, x2, ...) of width 8 (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(1, WIDTH // 2)
 
 
 class PeaksNet(nn.Module):
@@ -82,9 +124,11 @@ class PeaksNet(nn.Module):
                       else cd.fields.DenseResidual(WIDTH, grid, activation="tanh"))
         self.block = cd.ODEBlock(self.field, method=cd.LinearTwoStep(grid) if two_step else method, steps=steps)
         self.head = nn.Linear(WIDTH, N_CLASSES)
+        self.duplicate = Duplicate()
 
-    def duplicate(self, x: torch.Tensor) -> torch.Tensor:
-        return x.repeat(1, WIDTH // 2)
+    def sequential(self) -> nn.Sequential:
+        """The same modules as ``nn.Sequential(duplicate, block, head)`` (the form GaussNewtonVarPro trains)."""
+        return nn.Sequential(self.duplicate, self.block, self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.block(self.duplicate(x)))
@@ -96,14 +140,26 @@ def make_net(seed: int, **kwargs) -> PeaksNet:
     return PeaksNet(**kwargs)
 
 
+def checkpoint_path(cfg: dict, out: Path, name: str) -> Path:
+    """``out/checkpoints/MODE-NAME-seedS.pt`` (Adam) or ``MODE-gn-varpro-NAME-seedS.pt``: one file per optimizer."""
+    tag = "" if cfg["optimizer"] == "adam" else f"{cfg['optimizer']}-"
+    return out / "checkpoints" / f"{cfg['mode']}-{tag}{name}-seed{cfg['seed']}.pt"
+
+
 def train(net: PeaksNet, data, cfg: dict, out: Path, name: str, *, progress: bool, eval_data=None) -> dict:
-    """Adam on cross entropy; resumes from / checkpoints to ``out/checkpoints/MODE-NAME.pt``."""
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    hist = fit(net, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+    """Train on cross entropy with ``cfg["optimizer"]`` (Adam, or GaussNewtonVarPro on ``net.sequential()``
+    with pRegTh, pRegW); resumes from / checkpoints to :func:`checkpoint_path`."""
+    if cfg["optimizer"] == "adam":
+        model, opt = net, torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    else:
+        model = net.sequential()
+        opt = cd.control.GaussNewtonVarPro(model[:-1], model[-1], alpha_theta=cfg["alpha_theta"],
+                                           alpha_w=cfg["alpha_w"], cg_iters=cfg["cg_iters"])
+    hist = fit(model, F.cross_entropy, data, optimizer=opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                seed=cfg["seed"], progress=progress, eval_data=eval_data,
-               checkpoint=out / "checkpoints" / f"{cfg['mode']}-{name}-seed{cfg['seed']}.pt", checkpoint_every=5)
+               checkpoint=checkpoint_path(cfg, out, name), checkpoint_every=5)
     return {"wall_s": hist["wall_s"], "final_train_loss": hist["train_loss"][-1], "train_loss": hist["train_loss"],
-            "eval_loss": hist["eval_loss"]}
+            "final_train_reg": hist["train_reg"][-1], "eval_loss": hist["eval_loss"]}
 
 
 def accuracy_with(net: PeaksNet, data, *, method: str, steps: int | None, **tol) -> float:
@@ -130,12 +186,12 @@ def predict_with(net: PeaksNet, steps: int):
 
 def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
     counts = cfg["state_layers"]
-    nets, walls = {}, {}
+    nets, infos = {}, {}
     for n in counts:
         net = make_net(0, T=20.0, control=16, steps=n)
-        walls[n] = train(net, train_data, cfg, out, f"cross_eval_{n}", progress=progress)["wall_s"]
+        infos[n] = train(net, train_data, cfg, out, f"cross_eval_{n}", progress=progress)
         nets[n] = net
-        print(f"(a) trained at {n} state layers: test {evaluate(net, test_data):.3f} ({walls[n]:.1f} s)")
+        print(f"(a) trained at {n} state layers: test {evaluate(net, test_data):.3f} ({infos[n]['wall_s']:.1f} s)")
     test_acc = [[accuracy_with(nets[i], test_data, method="euler", steps=j) for j in counts] for i in counts]
     train_acc = [[accuracy_with(nets[i], train_data, method="euler", steps=j) for j in counts] for i in counts]
     other = {}
@@ -150,9 +206,12 @@ def cross_evaluation(cfg, train_data, test_data, out: Path, progress: bool) -> d
                                 extent=(-3, 3, -3, 3), resolution=80, s=3, legend=False,
                                 title=f"trained {counts[i]}, eval {counts[j]}: {test_acc[i][j]:.2f}")
     cplot.save(cplot.panel_grid(len(counts), len(counts), draw, title="rows: trained at; columns: evaluated at "
-                                "(state layers, T = 20, 16 control layers)"), out / "peaks_cross_eval.png")
-    return {"state_layers": counts, "test_acc": test_acc, "train_acc": train_acc, "train_wall_s": [walls[n] for n in counts],
-            "T": 20.0, "control_layers": 16, "other_solvers_test_acc": other,
+                                f"(state layers, T = 20, 16 control layers; {TITLES[cfg['optimizer']]})"),
+               out / "peaks_cross_eval.png")
+    return {"state_layers": counts, "test_acc": test_acc, "train_acc": train_acc,
+            "train_wall_s": [infos[n]["wall_s"] for n in counts],
+            "final_train_loss": [infos[n]["final_train_loss"] for n in counts],
+            "final_train_reg": [infos[n]["final_train_reg"] for n in counts], "T": 20.0, "control_layers": 16, "other_solvers_test_acc": other,
             "dopri5_tolerances": DOPRI5_TOL}
 
 
@@ -178,7 +237,8 @@ def stability(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
                 cplot.eigenvalues(spec.eigenvalues[shown[k]], ax=ax, methods=("euler", "rk4"), s=3,
                                   title=f"layer {shown[k]}", legend=False)
             cplot.save(cplot.panel_grid(rows, side, draw, ticks=True, title=f"h*eig(J), {layer} layer, {n} layers, "
-                                        "T = 10 (red: Euler |1+z|=1, green: RK4)"), out / f"peaks_eigenvalues_{tag}{n}.png")
+                                        f"T = 10, {TITLES[cfg['optimizer']]} (red: Euler |1+z|=1, green: RK4)"),
+                       out / f"peaks_eigenvalues_{tag}{n}.png")
             inside_euler = spec.inside_fraction("euler")
             result[key][str(n)] = {
                 "h": spec.h, "test_acc": evaluate(net, test_data), "train_wall_s": wall,
@@ -219,7 +279,8 @@ def landscapes(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
         t = time.perf_counter()
         land = loss_landscape(net, lambda m: F.cross_entropy(m(train_data[0]), train_data[1]),
                               alphas=grid, betas=grid, seed=1)
-        cplot.save(cplot.landscape_contour(land, log=True, title=f"{n}-layer ResNet, T = 5 (train loss)"),
+        cplot.save(cplot.landscape_contour(land, log=True, title=f"{n}-layer ResNet, T = 5 (train loss, "
+                                                                  f"{TITLES[cfg['optimizer']]})"),
                    out / f"peaks_landscape_{n}.png")
         result["nets"][str(n)] = {"test_acc": evaluate(net, test_data), "train_wall_s": wall,
                                   "landscape_wall_s": time.perf_counter() - t,
@@ -237,13 +298,15 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
         net = make_net(0, T=10.0, control=8, steps=steps, method=method)
         info = train(net, train_data, cfg, out, f"trained_{method}", progress=progress, eval_data=test_data)
         result[f"trained_{method}"] = {"test_acc": evaluate(net, test_data), "train_acc": evaluate(net, train_data),
-                                       "final_train_loss": info["final_train_loss"], "train_loss": info["train_loss"],
+                                       "final_train_loss": info["final_train_loss"],
+                                       "final_train_reg": info["final_train_reg"], "train_loss": info["train_loss"],
                                        "test_loss": info["eval_loss"], "train_wall_s": info["wall_s"]}
         if method == "euler":
             euler_net = net
     cplot.save(cplot.curves({f"{m} ({k} steps), {split}": result[f"trained_{m}"][f"{split}_loss"]
                              for m, k in (("euler", n_euler), ("rk4", n_rk4)) for split in ("train", "test")},
-                            log=True, ylabel="cross entropy", title="trained with Euler vs RK4 with 4x the step"),
+                            log=True, ylabel="cross entropy",
+                            title=f"trained with Euler vs RK4 with 4x the step ({TITLES[cfg['optimizer']]})"),
                out / "peaks_rk4_vs_euler_curves.png")
     grid = torch.linspace(-cfg["landscape_range"], cfg["landscape_range"], cfg["landscape_points"])
     gen = torch.Generator().manual_seed(2)
@@ -262,7 +325,8 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
         cplot.landscape_contour(lands[method, split], ax=ax, log=True,
                                 title=f"{method} ({n_rk4 if method == 'rk4' else n_euler} steps), {split}")
     cplot.save(cplot.panel_grid(2, 2, draw, size=4.0, ticks=True,
-                                title="Euler-trained field: RK4 with 4x the step vs Euler"), out / "peaks_rk4_vs_euler.png")
+                                title=f"Euler-trained field ({TITLES[cfg['optimizer']]}): "
+                                      "RK4 with 4x the step vs Euler"), out / "peaks_rk4_vs_euler.png")
     centre = cfg["landscape_points"] // 2
     for split in ("train", "test"):
         rel = (lands["rk4", split].loss - lands["euler", split].loss).abs() / lands["euler", split].loss
@@ -279,7 +343,7 @@ def euler_vs_rk4(cfg, train_data, test_data, out: Path, progress: bool) -> dict:
 
 def main(args: argparse.Namespace) -> None:
     out, quick = cli.start(args), args.quick
-    cfg = {**(QUICK if quick else FULL), "seed": args.seed}
+    cfg = config(args.optimizer, quick=quick, seed=args.seed)
     train_data, test_data = peaks(n_train_per_class=cfg["per_class"], n_test_per_class=40, seed=0)
     cplot.save(cplot.scatter_classes(*train_data, s=3, title="peaks: training data"), out / "peaks_data.png")
     progress = not args.no_progress
