@@ -21,6 +21,7 @@ if [ "$#" -gt 0 ]; then
   tests=("$@")
 else
   case "$module" in
+    contdepth/timetol.py) tests=(tests/test_timetol_contract.py) ;;
     contdepth/tree.py) tests=(tests/test_tree.py tests/test_core_closed_form.py) ;;
     contdepth/terms.py) tests=(tests/test_terms_contract.py tests/test_silent_answers.py tests/test_sde.py tests/test_sde_contract.py) ;;
     contdepth/grid.py) tests=(tests/test_grid_contract.py tests/test_core_grid.py tests/test_core_fields.py) ;;
