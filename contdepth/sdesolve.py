@@ -35,10 +35,8 @@ class _GridNoise:
         self._span = self.times[-1] - self.times[0]
 
     def _index(self, s: float) -> int | None:
-        """j with t_j = s up to the time tolerance, or None."""
+        """j with t_j = s up to the time tolerance, or None (the grid has two or more distinct times)."""
         n = len(self.times) - 1
-        if n < 1 or self._span == 0:
-            return None
         j = min(max(round((s - self.times[0]) / self._span * n), 0), n)
         return j if close(s, self.times[j]) else None
 
