@@ -275,28 +275,33 @@ class PerSampleMarch:
                 rows.failed = rows.failed | fail
                 acc_n.index_add_(0, rows.gidx, accept.long())
                 rej_n.index_add_(0, rows.gidx, reject.long())
-                slack = TIME_RTOL * t_next.abs().clamp(min=1)
-                passed = (rows.d[:, None] * (rows.outs - t_next[:, None]) <= slack[:, None]).sum(1)
+                slack = (TIME_RTOL * t_next.abs().clamp(min=1))[:, None]
+                gap = rows.d[:, None] * (rows.outs - t_next[:, None])  # > 0: an output still ahead
+                passed = (gap <= slack).sum(1)
                 new_ptr = torch.where(accept, passed, rows.ptr)
+                # outputs strictly inside the step (the others, on its end, are y1 itself)
+                inner = torch.where(accept, (gap < -slack).sum(1), rows.ptr) - rows.ptr
                 still = active & ~(accept & (t_next == rows.t1)) & ~fail
                 step += 1
                 check = step % every == 0
                 if check:  # the one host sync of the step (of every sync_every-th step)
-                    n_active, n_out, failed = torch.stack([still.sum(), (new_ptr - rows.ptr).max(),
-                                                           rows.failed.any().long()]).tolist()
+                    n_active, n_out, n_inner, failed = torch.stack([
+                        still.sum(), (new_ptr - rows.ptr).max(), inner.max(), rows.failed.any().long()]).tolist()
                 else:  # unknown without a sync: write every output slot a step can pass
-                    n_active, n_out, failed = -1, T, 0
+                    n_active, n_out, n_inner, failed = -1, T, T, 0
             if failed:
                 raise self._failure(rows)
             for j in range(n_out):
                 k = rows.ptr + j
                 valid = k < new_ptr
                 kc = k.clamp(max=T - 1)
-                tau = rows.outs.gather(1, kc[:, None])[:, 0]
-                at_end = close_tensors(tau, t_next)
-                safe_h = torch.where(valid, h_used, torch.ones_like(h_used))
-                s = torch.where(valid & ~at_end, (tau - t) / safe_h, torch.zeros_like(tau))
-                value = _where(at_end, y1, self._interpolate(y, y1, ks, safe_h, s))
+                value = y1
+                if n_inner > 0:
+                    tau = rows.outs.gather(1, kc[:, None])[:, 0]
+                    at_end = close_tensors(tau, t_next)
+                    safe_h = torch.where(valid, h_used, torch.ones_like(h_used))
+                    s = torch.where(valid & ~at_end, (tau - t) / safe_h, torch.zeros_like(tau))
+                    value = _where(at_end, y1, self._interpolate(y, y1, ks, safe_h, s))
                 self._write(bufs, leaves(value), torch.where(valid, kc * B + rows.gidx, T * B))
             y = _where(accept, y1, y)
             f0 = _where(accept, ks[-1], f0) if tab.fsal else None
