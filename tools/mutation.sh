@@ -10,7 +10,9 @@
 # printed are the score and the surviving mutants (inspect one with `mutmut show NAME` in that
 # directory). Not part of CI: a module takes minutes to an hour; re-run it when the module changes
 # and record the result in docs/TESTING.md. Environment: MUTATION_CHILDREN (default 1) worker
-# processes; pip install mutmut first.
+# processes; MUTATION_TIMEOUT (default 2) mutmut's timeout_multiplier: a mutant is stopped as a
+# timeout after 2 x MUTATION_TIMEOUT x (its tests' clean CPU time + 1 s) (mutmut's default, 15,
+# lets a step-size mutant that loops forever run for half an hour); pip install mutmut first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 module="${1:?usage: tools/mutation.sh contdepth/<module>.py [tests/<file>.py ...]}"
@@ -27,10 +29,13 @@ else
     contdepth/grid.py) tests=(tests/test_grid_contract.py tests/test_core_grid.py tests/test_core_fields.py) ;;
     contdepth/brownian.py) tests=(tests/test_brownian_contract.py tests/test_brownian_noise.py) ;;
     contdepth/sdesolve.py|contdepth/solvers/stochastic.py) tests=(tests/test_sde_contract.py tests/test_sde.py tests/test_brownian_noise.py tests/test_silent_answers.py) ;;
-    contdepth/solvers/controllers.py) tests=(tests/test_controller.py tests/test_core_dopri5.py tests/test_torchdiffeq_port.py) ;;
-    contdepth/solvers/engine.py|contdepth/solvers/rk.py|contdepth/solvers/tableau.py|contdepth/solvers/base.py) tests=(tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_core_gradients.py) ;;
-    contdepth/solvers/multistep.py) tests=(tests/test_core_multistep.py) ;;
-    contdepth/solvers/symplectic.py) tests=(tests/test_core_symplectic.py) ;;
+    contdepth/solvers/controllers.py) tests=(tests/test_controller.py tests/test_controllers_contract.py tests/test_core_closed_form.py tests/test_core_grid.py tests/test_torchdiffeq_port.py) ;;
+    contdepth/solvers/tableau.py) tests=(tests/test_tableau_contract.py tests/test_core_order.py) ;;
+    contdepth/solvers/rk.py) tests=(tests/test_rk_contract.py tests/test_core_order.py tests/test_core_closed_form.py) ;;
+    contdepth/solvers/adams.py) tests=(tests/test_adams_contract.py) ;;
+    contdepth/solvers/engine.py|contdepth/solvers/base.py) tests=(tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_core_gradients.py) ;;
+    contdepth/solvers/multistep.py) tests=(tests/test_multistep_contract.py tests/test_core_multistep.py) ;;
+    contdepth/solvers/symplectic.py) tests=(tests/test_symplectic_contract.py tests/test_core_symplectic.py) ;;
     contdepth/solvers/__init__.py) tests=(tests/test_core_errors.py tests/test_user_errors.py) ;;
     contdepth/gradients/*) tests=(tests/test_core_gradients.py tests/test_gradients_contract.py tests/test_adjoint_outputs.py tests/test_silent_answers.py tests/test_fused.py tests/test_core_symplectic.py) ;;
     *) echo "no default tests for $module: name the test files after it" >&2; exit 2 ;;
@@ -47,6 +52,7 @@ cd "$work"
   echo "source_paths = contdepth"
   echo "only_mutate = $module"
   echo "pytest_add_cli_args = -p no:cacheprovider -x -q"
+  echo "timeout_multiplier = ${MUTATION_TIMEOUT:-2}"
   printf 'pytest_add_cli_args_test_selection =\n'
   for t in "${tests[@]}"; do printf '    %s\n' "$t"; done
 } > setup.cfg

@@ -1,0 +1,122 @@
+"""The step controllers' contract where the wider tests leave it open: the callbacks' verdict at an
+error ratio of exactly 1, a fixed grid keeping its uniform h when given callbacks, a callable norm
+giving the RMS rule's steps when it is the RMS, its result checked in full, the non-finite start
+named as the state or the derivative, and the stiffness hint at its bound."""
+import math
+
+import pytest
+import torch
+
+import contdepth as cd
+from contdepth.errors import SolverError
+from contdepth.solvers.controllers import Adaptive, FixedGrid, StepCallbacks
+from contdepth.terms import Term
+
+F64 = torch.float64
+
+
+def _v(*xs) -> torch.Tensor:
+    return torch.tensor(xs, dtype=F64)
+
+
+def test_a_ratio_of_exactly_one_is_reported_accepted():
+    seen = []
+    callbacks = StepCallbacks(accept=lambda t0, y0, dt: seen.append(("accept", float(t0), float(dt))),
+                              reject=lambda t0, y0, dt: seen.append(("reject", float(t0), float(dt))))
+    spec = Adaptive(0.5, 0.5, first_step=0.25, callbacks=callbacks)
+    c = spec.controller(0.0, 10.0, order=5)
+    c.start(None, None, 0.0, None, ())
+    h, _ = c.propose(0.0)
+    # tolerance 0.5 + 0.5 * 3 = 2 per component, error 2: RMS ratio exactly 1
+    assert c.judge(_v(2.0, 2.0), _v(3.0, -3.0), _v(1.0, 1.0))
+    h2, _ = c.propose(0.25)
+    assert c.judge(_v(2.0, 2.0 + 1e-9), _v(3.0, -3.0), _v(1.0, 1.0)) is False
+    assert seen == [("accept", 0.0, 0.25), ("reject", 0.25, h2)]
+
+
+def test_a_uniform_grid_keeps_its_step_size_with_callbacks():
+    grid = FixedGrid.uniform(0.0, 1.0, 3)
+    with_cb = grid.with_callbacks(StepCallbacks(step=lambda t0, y0, dt: None))
+    assert with_cb.h == grid.h == 1.0 / 3 and with_cb.times == grid.times and with_cb.callbacks is not None
+    assert with_cb.controller(0.0, 1.0).step_sizes() == grid.controller(0.0, 1.0).step_sizes()
+    assert set(with_cb.controller(0.0, 1.0).step_sizes().values()) == {1.0 / 3}
+
+
+def test_a_reject_callback_on_a_fixed_grid_is_warned_about_in_full():
+    with pytest.warns(UserWarning) as record:
+        FixedGrid.uniform(0.0, 1.0, 2).with_callbacks(StepCallbacks(reject=lambda t0, y0, dt: None))
+    assert [str(w.message) for w in record] == [
+        "a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
+        "(callback_step and callback_accept_step are called for each)"]
+
+
+def _decay(t, y):
+    return torch.stack([-y[0] + torch.sin(3 * t) * y[1], -2 * y[1] + y[0] ** 2])
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_an_rms_norm_given_as_a_callable_takes_the_default_steps(method):
+    """norm(scaled) = RMS of the scaled error is the default rule: the same steps, the same solution, bit for bit
+    up to the order of the sum (the first step uses the same norm)."""
+    y0 = _v(1.0, -0.5)
+    kwargs = dict(t0=0.0, t1=3.0, method=method, rtol=1e-5, atol=1e-7)
+    default = cd.solve(_decay, y0, **kwargs)
+    rms = cd.solve(_decay, y0, options=dict(norm=lambda s: s.pow(2).mean().sqrt()), **kwargs)
+    assert rms.stats.forward.accepted_steps == default.stats.forward.accepted_steps
+    assert rms.stats.forward.rejected_steps == default.stats.forward.rejected_steps
+    torch.testing.assert_close(rms.y1, default.y1, rtol=1e-13, atol=1e-15)
+    # a norm twice the RMS: a stricter test, more steps
+    strict = cd.solve(_decay, y0, options=dict(norm=lambda s: 2 * s.pow(2).mean().sqrt()), **kwargs)
+    assert strict.stats.forward.accepted_steps > default.stats.forward.accepted_steps
+
+
+@pytest.mark.parametrize("value,name", [([0.1], "list"), (torch.ones(2, dtype=F64), "Tensor(2,)"),
+                                        (torch.ones((), dtype=torch.complex128), "Tensor()"), (True, "bool")])
+def test_a_norm_that_is_not_a_real_scalar_is_named_in_full(value, name):
+    with pytest.raises(TypeError) as info:
+        cd.solve(_decay, _v(1.0, -0.5), t0=0.0, t1=1.0, method="dopri5", options=dict(norm=lambda s: value))
+    assert str(info.value) == f"norm must return a real scalar (a float or a one-element tensor), got {name}"
+
+
+class _Const(Term):
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, t, y, side):
+        return torch.full_like(y, self.value)
+
+
+def _first_step_error(spec: Adaptive, f: float) -> str:
+    c = spec.controller(0.0, 1.0, order=5)
+    with pytest.raises(SolverError) as info:
+        c.start(_Const(f), cd.solvers.RungeKutta(cd.solvers.TABLEAUX["adaptive_heun"]), 0.0, _v(1.0, 2.0), ())
+    return str(info.value)
+
+
+def test_a_start_that_is_not_finite_names_the_state_or_the_derivative():
+    spec = Adaptive(1e-6, 1e-9)
+    assert _first_step_error(spec, math.inf) == (
+        "the derivative f(t0, y0) at the start (t0 = 0.0) is not finite: no step size can be chosen")
+    # a state whose norm is not finite (here a norm that says so)
+    infinite = Adaptive(1e-6, 1e-9, norm=lambda s: math.inf if bool((s == s).all()) else 0.0)
+    assert _first_step_error(infinite, 1.0) == (
+        "the state at the start (t0 = 0.0) is not finite: no step size can be chosen")
+
+
+def _failure_message(y_first, y_last, atol=1e-9) -> str:
+    c = Adaptive(1e-6, atol).controller(0.0, 1.0, order=5)
+    c.y_first, c.y_last, c.finite, c.h = y_first, y_last, True, 0.125
+    return str(c._failure("step size underflow", 0.5))
+
+
+def test_the_stiffness_hint_needs_a_state_within_1000_times_the_start():
+    base = ("step size underflow at t=0.5 (h=0.125, rtol=1e-06, atol=1e-09): the error estimate stayed non-finite "
+            "or too large (a state or field that blows up, or tolerances too tight for the dtype)")
+    hint = ("; the state stayed bounded, so if rtol/atol suit the dtype the field may be stiff (fast decaying modes "
+            "hold an explicit method to tiny steps): use an implicit method, method='kvaerno5'")
+    y_first = _v(0.5, -2.0)  # bound 1000 * 2
+    assert _failure_message(y_first, _v(1.0, -2000.0)) == base + hint
+    assert _failure_message(y_first, _v(2000.5, 0.0)) == base
+    # atol above the start's size sets the bound
+    assert _failure_message(_v(0.0), _v(3000.0), atol=3.0) == base.replace("atol=1e-09", "atol=3.0") + hint
+    assert _failure_message(_v(0.0), _v(3001.0), atol=3.0) == base.replace("atol=1e-09", "atol=3.0")
