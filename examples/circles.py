@@ -10,9 +10,18 @@ Model 2 is trained on randomly rotated copies of the training points (the data a
 invariant; without it the 400 points are over-fitted) and, for comparison, once more without
 (``model2_no_augmentation``, mini-batches of 50 as in the first release).
 
-    python examples/circles.py [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
+``--learn-depth`` runs instead the depth experiment (seed 002 eq. 16, time as a variable): Model 2's
+net with 4 control intervals, solved by dopri5 (rtol 1e-4, atol 1e-6), trained full batch by Adam
+(lr 1e-2, lambda = 1) from the same initial parameters with the depth T fixed and with T learned
+(``ODEBlock(learn_time=True)``: theta stretched over [0, T]), for each start T0 in {0.5, 2, 8}.
+After every step T is projected onto T >= 0.05 (the block refuses T <= t0). Per epoch it records T,
+dL/dT, the forward solve's function evaluations (nfe: the cost, backprop differentiates those same
+steps), the training loss and the test accuracy and loss; figure learn_depth.png.
 
-writes DIR/metrics.json (atomically) and DIR/*.png. Each model is checkpointed in DIR/checkpoints/
+    python examples/circles.py [--learn-depth] [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
+
+writes DIR/metrics.json (atomically) and DIR/*.png (DIR defaults to out/circles, with --learn-depth
+to out/circles_learn_depth). Each model is checkpointed in DIR/checkpoints/
 (every 1 % of its epochs and at the end): an interrupted run resumes where it stopped, and a finished
 one re-makes its figures and metrics without training again (delete the folder to retrain).
 """
@@ -24,12 +33,21 @@ from pathlib import Path
 
 from _cli import cli
 
+DEPTH = {"knots": 4, "starts": (0.5, 2.0, 8.0), "epochs": 1000, "lr": 1e-2, "rtol": 1e-4, "atol": 1e-6, "t_min": 0.05}
+QUICK_DEPTH = {**DEPTH, "epochs": 40}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The shared options, parsed before torch is imported (a bad one fails at once)."""
-    return cli.example_parser(__doc__, default_out="out/circles",
-                              quick_help="model 1 for 200 epochs, the no-augmentation model 2 for 60 (CI, about 1 min)"
-                              ).parse_args(argv)
+    parser = cli.example_parser(__doc__, default_out=None, quick_help=(
+        "model 1 for 200 epochs, the no-augmentation model 2 for 60 (CI, about 1 min); with --learn-depth "
+        f"{QUICK_DEPTH['epochs']} epochs per run"))
+    parser.add_argument("--learn-depth", action="store_true",
+                        help="run the learned-depth experiment (T fixed vs learned) instead of the seed's models")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("out/circles_learn_depth" if args.learn_depth else "out/circles")
+    return args
 
 
 if __name__ == "__main__":
@@ -159,6 +177,123 @@ def figures(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, out: 
                                        title=f"{name}: decision regions"), out / f"{name}_boundary.png")
 
 
+class DepthModel(Model2):
+    """Model 2 with ``knots`` control intervals and the depth T a parameter (``learn``) or held fixed at T0:
+    x3(T) of dy/ds = (T / knots) F(y, theta(s)), s in [0, knots], solved by dopri5. The same code path for
+    both, so fixed and learned T differ only in whether T is trained. Each training forward records T and
+    the forward solve's nfe, each ``project_`` (after the optimizer step) dL/dT; the records are buffers,
+    saved with the checkpoint, so a resumed run continues them."""
+
+    def __init__(self, T0: float, learn: bool, *, knots: int, rtol: float, atol: float, t_min: float,
+                 epochs: int) -> None:
+        nn.Module.__init__(self)
+        self.field = cd.fields.CubicFriction(3, cd.ControlGrid(0.0, float(knots), n=knots), gamma=0.1,
+                                             learn_gamma=False)
+        self.block = cd.ODEBlock(self.field, method="dopri5", rtol=rtol, atol=atol, learn_time=True, t1=T0)
+        self.block.t1.requires_grad_(learn)
+        self.initial_state = ZeroAugment(3)
+        self.t_min = t_min
+        self.register_buffer("records", torch.zeros((), dtype=torch.long))
+        self.register_buffer("depth", torch.full((epochs,), float("nan")))
+        self.register_buffer("depth_grad", torch.full((epochs,), float("nan")))
+        self.register_buffer("nfe", torch.zeros(epochs, dtype=torch.long))
+        self.register_buffer("projected", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.training and int(self.records) < len(self.depth):
+            self.depth[self.records] = self.block.t1.detach()
+            self.nfe[self.records] = self.block.stats.forward.nfe
+            self.records += 1
+        return out
+
+    def project_(self) -> None:
+        """Record dL/dT of the step just taken; project T onto T >= t_min (counted in ``projected``)."""
+        t1 = self.block.t1
+        with torch.no_grad():
+            if t1.grad is not None and int(self.records) > 0:
+                self.depth_grad[self.records - 1] = t1.grad
+            if t1 < self.t_min:
+                t1.fill_(self.t_min)
+                self.projected += 1
+
+
+def depth_run(T0: float, learn: bool, data, test, checkpoint: Path, *, seed: int, progress: bool, knots: int,
+              epochs: int, lr: float, rtol: float, atol: float, t_min: float) -> dict:
+    """Train a ``DepthModel`` (initial parameters drawn from ``seed``: N(0, 0.1^2), the same for every run)
+    full batch with Adam and loss eq. 113; its per-epoch records and final accuracies."""
+    torch.manual_seed(seed)
+    model = DepthModel(T0, learn, knots=knots, rtol=rtol, atol=atol, t_min=t_min, epochs=epochs)
+    with torch.no_grad():
+        for p in (model.field.weight, model.field.bias):
+            p.normal_(0.0, 0.1)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    hist = fit(model, model2_loss, data, optimizer=opt, epochs=epochs, regularizer=lambda: LAMBDA * cd.smoothness(model.field),
+               correct_fn=model2_correct, eval_data=test, seed=seed, progress=progress, checkpoint=checkpoint,
+               checkpoint_every=max(1, epochs // 100))
+    model.eval()
+    with torch.no_grad():
+        model(test[0])
+    return {
+        "T0": T0, "learn_time": learn, "T_final": float(model.block.t1.detach()),
+        "T_per_epoch": model.depth.tolist(), "dL_dT_per_epoch": model.depth_grad.tolist() if learn else None,
+        "nfe_per_epoch": model.nfe.tolist(), "nfe_test_forward_final": model.block.stats.forward.nfe,
+        "times_projected_onto_t_min": int(model.projected),
+        "train_loss_per_epoch": hist["train_loss"], "test_acc_per_epoch": hist["eval_acc"],
+        "test_loss_per_epoch": hist["eval_loss"],
+        "train_acc": evaluate(model, data, correct_fn=model2_correct),
+        "test_acc": evaluate(model, test, correct_fn=model2_correct),
+        "test_acc_extra_sets": [evaluate(model, circles(400, seed=s), correct_fn=model2_correct)
+                                for s in EXTRA_TEST_SEEDS],
+        "wall_s": hist["wall_s"],
+    }
+
+
+def depth_figure(runs: list[dict], title: str):
+    """T, training loss, test accuracy and nfe per epoch: one colour per start, learned solid, fixed dashed."""
+    panels = (("T_per_epoch", "depth T", True), ("train_loss_per_epoch", "training cross entropy", True),
+              ("test_acc_per_epoch", "test accuracy", False), ("nfe_per_epoch", "nfe per forward solve", False))
+    starts = sorted({r["T0"] for r in runs})
+
+    def draw(ax, i, j):
+        key, label, log = panels[2 * i + j]
+        for r in runs:
+            c = f"C{starts.index(r['T0'])}"
+            ax.plot(range(1, len(r[key]) + 1), r[key], color=c, lw=1.2, linestyle="-" if r["learn_time"] else "--",
+                    label=f"T0 = {r['T0']:g}, {'learned' if r['learn_time'] else 'fixed'}")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if i == j == 0:
+            ax.legend(fontsize=7)
+
+    return cplot.panel_grid(2, 2, draw, size=3.6, ticks=True, title=title)
+
+
+def learn_depth(args: argparse.Namespace) -> None:
+    out, config = cli.start(args), QUICK_DEPTH if args.quick else DEPTH
+    data, test = circles(400, seed=TRAIN_SEED), circles(400, seed=TEST_SEED)
+    t0 = time.perf_counter()
+    runs = []
+    for T0 in config["starts"]:
+        for learn in (False, True):
+            name = f"{'quick' if args.quick else 'full'}-depth{T0:g}-{'learned' if learn else 'fixed'}-seed{args.seed}.pt"
+            runs.append(depth_run(T0, learn, data, test, out / "checkpoints" / name, seed=args.seed,
+                                  progress=not args.no_progress,
+                                  **{k: v for k, v in config.items() if k != "starts"}))
+    cplot.save(depth_figure(runs, f"circles: depth T fixed (dashed) and learned (solid), dopri5, "
+                                  f"{config['knots']} control intervals"), out / "learn_depth.png")
+    metrics = {"quick": args.quick, "seed": args.seed, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
+               "config": {**config, "starts": list(config["starts"]), "lambda": LAMBDA, "gamma": 0.1,
+                          "optimizer": "Adam, full batch", "init": "weight, bias ~ N(0, 0.1^2) from seed"},
+               "runs": runs, "wall_s": time.perf_counter() - t0}
+    print(cli.finish(out, metrics, [
+        f"T0 {r['T0']:g} {'learned' if r['learn_time'] else 'fixed  '}: T {r['T0']:g} -> {r['T_final']:.3f}, "
+        f"test {r['test_acc']:.4f}, nfe/epoch {r['nfe_per_epoch'][0]} -> {r['nfe_per_epoch'][-1]} "
+        f"(mean {sum(r['nfe_per_epoch']) / len(r['nfe_per_epoch']):.1f}), {r['wall_s']:.1f} s" for r in runs]))
+
+
 def main(args: argparse.Namespace) -> None:
     out, quick = cli.start(args), args.quick
     config = QUICK if quick else FULL
@@ -194,4 +329,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    if ARGS.learn_depth:
+        learn_depth(ARGS)
+    else:
+        main(ARGS)
