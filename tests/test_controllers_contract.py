@@ -120,3 +120,97 @@ def test_the_stiffness_hint_needs_a_state_within_1000_times_the_start():
     # atol above the start's size sets the bound
     assert _failure_message(_v(0.0), _v(3000.0), atol=3.0) == base.replace("atol=1e-09", "atol=3.0") + hint
     assert _failure_message(_v(0.0), _v(3001.0), atol=3.0) == base.replace("atol=1e-09", "atol=3.0")
+
+
+class _Callbacks:
+    pass
+
+
+def test_callbacks_are_found_by_name_and_checked_to_be_callable():
+    assert StepCallbacks.of(_Callbacks()) is None
+    f = _Callbacks()
+    accept = lambda t0, y0, dt: None  # noqa: E731
+    f.callback_accept_step = accept
+    assert StepCallbacks.of(f) == StepCallbacks(None, accept, None) and StepCallbacks.of(f, "_adjoint") is None
+    f.callback_step_adjoint = 3
+    with pytest.raises(TypeError) as info:
+        StepCallbacks.of(f, "_adjoint")
+    assert str(info.value) == "func.callback_step_adjoint must be callable as (t0, y0, dt), got int"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(min_step=True), "min_step must be a float >= 0, got True"),
+    (dict(max_step="1"), "max_step must be a float >= 0, got '1'"),
+    (dict(min_step=-1.0), "min_step must be a float >= 0, got -1.0"),
+    (dict(max_step=math.nan), "max_step must be a float >= 0, got nan"),
+    (dict(min_step=math.inf), "min_step must be finite, got inf"),
+    (dict(min_step=0.5, max_step=0.25), "need 0 <= min_step <= max_step and max_step > 0, got min_step=0.5, "
+                                        "max_step=0.25"),
+    (dict(max_step=0.0), "need 0 <= min_step <= max_step and max_step > 0, got min_step=0.0, max_step=0.0"),
+])
+def test_bad_step_bounds_are_named_in_full(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        Adaptive(1e-6, 1e-9, **kwargs)
+    assert str(info.value) == message
+
+
+def test_equal_step_bounds_are_a_fixed_step_and_a_norm_must_be_callable():
+    spec = Adaptive(1e-6, 1e-9, first_step=0.1, min_step=0.25, max_step=0.25)
+    c = spec.controller(0.0, 1.0, order=5)
+    c.start(None, None, 0.0, None, ())
+    assert c.propose(0.0) == (0.25, 0.25)
+    with pytest.raises(TypeError) as info:
+        Adaptive(1e-6, 1e-9, norm=3)
+    assert str(info.value) == "norm must be callable as norm(scaled_error) -> scalar, got int"
+
+
+def _controller(**kwargs):
+    c = Adaptive(0.5, 0.5, first_step=0.25, **kwargs).controller(0.0, 10.0, order=5)
+    c.start(None, None, 0.0, None, ())
+    return c
+
+
+def test_a_non_finite_proposal_becomes_min_step_or_fails_naming_it():
+    c = _controller(min_step=0.5)
+    c.h = math.nan
+    assert c.propose(0.0) == (0.5, 0.5)
+    c = _controller()
+    c.h = math.inf
+    with pytest.raises(SolverError) as info:
+        c.propose(0.0)
+    assert str(info.value).startswith("step size underflow at t=0.0 (h=inf, rtol=0.5, atol=0.5)")
+
+
+def test_a_finite_proposal_is_not_replaced_by_min_step():
+    """min_step only bounds the steps: a smooth decay takes its own (larger) steps, the same as without it."""
+    kwargs = dict(t0=0.0, t1=1.0, method="dopri5", rtol=1e-6, atol=1e-9)
+    y0 = _v(1.0, 2.0)
+    free = cd.solve(_decay, y0, **kwargs)
+    bounded = cd.solve(_decay, y0, options=dict(min_step=1e-3, max_num_steps=200), **kwargs)
+    assert bounded.stats.forward.accepted_steps == free.stats.forward.accepted_steps < 200
+    assert torch.equal(bounded.y1, free.y1)
+
+
+@pytest.mark.parametrize("ratio", [1.5, 3.0])
+def test_a_step_at_min_step_is_accepted_whatever_its_error_and_keeps_its_size(ratio):
+    c = _controller(min_step=0.25)
+    h, _ = c.propose(0.0)
+    assert h == 0.25
+    # tolerance 0.5 + 0.5 * 1 = 1 per component: RMS ratio = the error
+    assert c.judge(_v(ratio, ratio), _v(1.0, 1.0), _v(1.0, 1.0)) is True
+    assert c.propose(0.25) == (0.25, 0.5)
+
+
+def test_a_ratio_of_one_is_remembered_by_the_pi_controller():
+    """beta = 0.04: after r = 1 (accepted), r_prev = 1 sets the factor of the next accepted step."""
+    c = _controller(beta=0.04)
+    tol_errors = [0.625, 1.0, 2.0 ** -10]  # tolerance 1 per component: RMS ratio = the error
+    t, r_prev, h = 0.0, 1e-4, 0.25
+    for r in tol_errors:
+        h_used, t_next = c.propose(t)
+        assert h_used == h
+        assert c.judge(_v(r, r), _v(1.0, 1.0), _v(1.0, 1.0))
+        factor = 0.9 * r ** -(1 / 5 - 0.75 * 0.04) * r_prev ** 0.04
+        h = h_used * min(10.0, max(1.0, factor))
+        r_prev, t = r, t_next
+    assert c.propose(t)[0] == h

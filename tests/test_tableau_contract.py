@@ -30,6 +30,19 @@ def test_the_order_four_trees_and_their_densities():
         ((), (), ()): 4, ((), ((),)): 8, (((), ()),): 12, ((((),),),): 24}
     assert rooted_trees(1) == ((),) and rooted_trees(2) == (((),),)
     assert tb._grow(((),)) == {((), ()), (((),),)}
+    assert tb._grow(((), ())) == {((), (), ()), ((), ((),))}
+    assert tb._grow(((), ((),))) == {((), (), ((),)), ((), ((), ())), (((),), ((),)), ((), (((),),))}
+
+
+def test_growing_every_tree_by_one_leaf_counts_the_rooted_trees():
+    """1, 1, 2, 4, 9, 20, 48, 115 rooted trees with 1..8 nodes (OEIS A000081), by _grow alone (rooted_trees
+    is cached from the import-time checks)."""
+    trees, counts = {()}, [1]
+    for _ in range(7):
+        trees = set().union(*(tb._grow(t) for t in trees))
+        counts.append(len(trees))
+    assert counts == [1, 1, 2, 4, 9, 20, 48, 115]
+    assert trees == set(rooted_trees(8))
 
 
 def test_elementary_weights_are_powers_of_c_and_products_with_a():
@@ -156,12 +169,15 @@ def test_each_weight_set_is_checked_to_its_own_order():
     with pytest.raises(ValueError) as info:  # b_hat = (1, 0): Euler, first order only
         ButcherTableau(**dict(heun, order=3, dense=((1.0, -0.5, 0.0), (0.0, 0.5, 0.0))))
     assert str(info.value).startswith("bad: b fails the order-3 condition")
-    # the embedded solution is held to order - 1: bosh3's b_hat moved off its order-2 condition fails
+    # the embedded solution b - b_error is held to order - 1: bosh3's b_hat moved off its order-2 condition
     e = BOSH3.b_error
+    b_error = (e[0] + 1e-3, e[1], e[2] - 1e-3, e[3])
+    b_hat = tuple(b - x for b, x in zip(BOSH3.b, b_error))
+    failure = tb._order_failure(BOSH3.a, b_hat, 2)
+    assert failure.startswith("the order-2 condition of tree ((),) (sum = 0.50075")
     with pytest.raises(ValueError) as info:
-        ButcherTableau(**_fields(BOSH3, b_error=(e[0] + 1e-3, e[1], e[2] - 1e-3, e[3])))
-    assert str(info.value).startswith("bad: b - b_error fails the order-2 condition of tree ((),) (sum = ")
-    assert str(info.value).endswith("want 0.5): a mistyped coefficient, or the declared order 3 is too high")
+        ButcherTableau(**_fields(BOSH3, b_error=b_error))
+    assert str(info.value) == f"bad: b - b_error fails {failure}: a mistyped coefficient, or the declared order 3 is too high"
     # dense of degree 2 is checked to min(degree, order) = 2; a degree-3 row set to order 2 too
     ok = ButcherTableau(**dict(heun, dense=((1.0, -0.5, 0.0), (0.0, 0.5, 0.0))))
     assert ok.dense == ((1.0, -0.5, 0.0), (0.0, 0.5, 0.0))
@@ -192,3 +208,43 @@ def test_sums_hold_to_the_tolerance_and_no_further():
     with pytest.raises(ValueError, match="dense row 0 sums to"):
         ButcherTableau(**_fields(ADAPTIVE_HEUN, dense=((1.0, -0.5 + 1.5e-12), (0.0, 0.5))))
     ButcherTableau(**_fields(ADAPTIVE_HEUN, dense=((1.0, -0.5 + 0.4e-12), (0.0, 0.5))))
+
+
+def test_a_deviation_of_exactly_the_tolerance_passes():
+    """Every sum is checked with > _TOL: a row of A (c_1 = 0) and the error weights off by exactly 1e-12 pass."""
+    ButcherTableau("edge", 1, c=(0.0, 0.0), a=((), (1e-12,)), b=(1.0, 0.0))
+    ButcherTableau(**_fields(ADAPTIVE_HEUN, name="edge", b_error=(1e-12, 0.0)))
+
+
+# midpoint with an Euler error estimate and a third stage at c = 1 no weight reads (not FSAL: its row is not b)
+_IDLE = dict(name="idle", order=2, c=(0.0, 0.5, 1.0), a=((), (0.5,), (1.0, 0.0)), b=(0.0, 1.0, 0.0),
+             b_error=(-1.0, 1.0, 0.0), dense=((1.0, -1.0), (0.0, 1.0), (0.0, 0.0)))
+
+
+def test_a_dense_row_off_by_exactly_the_tolerance_reaches_the_order_conditions():
+    assert not ButcherTableau(**_IDLE).fsal
+    with pytest.raises(ValueError) as info:
+        ButcherTableau(**dict(_IDLE, dense=((1.0, -1.0), (0.0, 1.0), (0.0, 1e-12))))
+    assert str(info.value).startswith("idle: dense (coefficients of s^2) fails the order-2 condition")
+
+
+def test_dense_row_sums_are_held_relative_to_the_rows_size():
+    """Row 0 of adaptive_heun's dense weights, (1, -1/2): sum |w| = 1.5, so 0.8e-12 off its b_0 passes."""
+    ButcherTableau(**_fields(ADAPTIVE_HEUN, dense=((1.0, -0.5 + 0.8e-12), (0.0, 0.5))))
+
+
+def test_mid_is_held_to_order_four_only():
+    """A dopri8 mid moved along the null space of the order <= 4 conditions passes (the quartic through it
+    is 4th order), although it breaks an order-5 condition the unmoved one meets."""
+    import numpy as np
+    a = DOPRI8.a
+    low = np.array([tb._weights(t, a) for n in range(1, 5) for t in rooted_trees(n)])
+    _, sv, vt = np.linalg.svd(low)
+    null = vt[int((sv > 1e-10 * sv[0]).sum()):]  # a basis of the null space, as rows
+    five = np.array(tb._weights(rooted_trees(5)[0], a))
+    v = null.T @ (null @ five)
+    mid = tuple(float(m) for m in np.array(DOPRI8.mid) + 1e-6 * v / np.abs(v).max())
+    half = lambda n: 0.5 ** n  # noqa: E731
+    assert tb._order_failure(a, mid, 4, half) is None and tb._order_failure(a, mid, 5, half) is not None
+    assert tb._order_failure(a, DOPRI8.mid, 5, half) is None
+    assert ButcherTableau(**_fields(DOPRI8, mid=mid)).mid == mid
