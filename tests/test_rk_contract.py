@@ -11,6 +11,8 @@ from contdepth.solvers import TABLEAUX, ButcherTableau, RungeKutta
 from contdepth.solvers.tableau import RK38
 from contdepth.terms import Term
 
+DT = torch.float64
+
 
 class Recording(Term):
     """f(t, y) = sin(t) y^2 - p t (or ``g(t)`` alone), recording every (t, side) it is called at; a
@@ -211,3 +213,51 @@ def test_the_quartic_meets_its_five_conditions():
     e = 1e-6  # central differences of a quartic: error e^2 p''' / 6
     torch.testing.assert_close((p(e) - p(-e)) / (2 * e), h * ks[0], rtol=1e-8, atol=1e-9)
     torch.testing.assert_close((p(1 + e) - p(1 - e)) / (2 * e), h * ks[-1], rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["bosh3", "dopri5", "tsit5", "dopri8"])
+def test_an_fsal_step_ends_on_the_state_its_last_stage_saw(name):
+    """y1 is the last stage's input itself, so the carried derivative is f(t + h, y1) bit for bit."""
+    stepper = RungeKutta(TABLEAUX[name])
+    term = Recording()
+    state = stepper.init(term, 0.4, Y, 1)
+    y1, (f1,), _, _ = stepper.step(term, 0.4, 0.3, Y, state)
+    assert torch.equal(f1, _f(0.4 + 0.3, y1))
+
+
+class Saturating(Term):
+    """f(t, y) = tanh(p y): its vjp reads f, cotangent * p (1 - f^2), and dp: cotangent * y (1 - f^2)."""
+
+    def __init__(self, p: torch.Tensor) -> None:
+        self.p = p
+
+    def __call__(self, t, y, side):
+        return torch.tanh(self.p * y)
+
+    @property
+    def has_vjp(self) -> bool:
+        return True
+
+    def params(self):
+        return [self.p]
+
+    def vjp(self, t, y, side, f, cotangent, grads, scale=1.0):
+        slope = 1 - f * f
+        grads[0].add_(scale * (cotangent * y * slope).sum())
+        return cotangent * self.p * slope
+
+
+@pytest.mark.parametrize("name", ["midpoint", "rk4", "heun3"])
+def test_the_adjoint_hands_each_stage_its_own_derivative(name):
+    stepper = RungeKutta(TABLEAUX[name])
+    p = torch.tensor(1.3, dtype=DT, requires_grad=True)
+    y = Y.clone().requires_grad_()
+    y1_bar = torch.tensor([1.0, -2.0, 0.5], dtype=DT)
+    y1, *_ = stepper.step(Saturating(p), 0.0, 0.4, y, ())
+    want_y, want_p = torch.autograd.grad(y1, (y, p), y1_bar)
+    term = Saturating(p.detach())
+    _, tape = stepper.taped_step(term, 0.0, 0.4, Y)
+    grads = [torch.zeros((), dtype=DT)]
+    got_y = stepper.step_vjp(term, 0.4, tape, y1_bar, grads)
+    torch.testing.assert_close(got_y, want_y, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(grads[0], want_p, rtol=1e-13, atol=1e-15)
