@@ -154,14 +154,15 @@ def test_cubic_net_is_the_seed_002_network():
 
 def test_resnet_model_is_exactly_a_resnet(small):
     """Euler with h = 1 on the ConvResidual field == the discrete ResNet x <- x + relu(K_l x + b_l)
-    (the ODE form; the seed block ReLU(x + K_l x + b_l): tests/test_projection.py)."""
+    (the ODE form; the seed block ReLU(x + K_l x + b_l): tests/test_projection.py), in float64 to
+    the rounding of the convolution's sums (the field sums them as one depthwise convolution)."""
     X, _ = small
-    model = build_mnist_model("resnet", 4, block="ode")
+    model = build_mnist_model("resnet", 4, block="ode").double()
     f = model.block.field
-    x = X[:8]
+    x = X[:8].double()
     for l in range(4):
         x = x + F.relu(F.conv2d(x, f.weight[l], f.bias[l], padding=1))
-    torch.testing.assert_close(model.block(X[:8]), x, rtol=0, atol=0)
+    torch.testing.assert_close(model.block(X[:8].double()), x, rtol=1e-13, atol=1e-13)
     assert model.block.field.grid.t1 == 4.0
 
 

@@ -29,6 +29,14 @@ def _images(n: int = 3, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(n, 1, 28, 28, dtype=dtype)
 
 
+def _conv1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """K * x + b for one channel, written as ConvResidual evaluates it: the images as the channels of
+    one depthwise convolution (the same sums as F.conv2d; tests/test_conv_one_channel.py)."""
+    n = x.shape[0]
+    return F.conv2d(x.reshape(1, n, 28, 28), weight.expand(n, 1, 3, 3), bias.expand(n), padding=1,
+                    groups=n).view(n, 1, 28, 28)
+
+
 def _randomise_pde(field) -> None:
     with torch.no_grad():
         for name in COEFFS:
@@ -87,7 +95,7 @@ def test_seed_conv_control_is_the_hand_written_relu_loop_bit_for_bit(depth):
     x = _images()
     ref = x
     for l in range(depth):
-        ref = F.relu(ref + F.conv2d(ref, f.weight[l], f.bias[l], padding=1))
+        ref = F.relu(ref + _conv1(ref, f.weight[l], f.bias[l]))
     with torch.no_grad():
         assert torch.equal(model.block(x), ref)
 
@@ -104,7 +112,7 @@ def test_ode_block_option_keeps_the_ode_form():
         k = stencil_kernel(*(getattr(pde.block.field, n)[l] for n in COEFFS), 1.0)
         ref_pde = ref_pde + F.relu(F.conv2d(ref_pde.reshape(1, 3, 28, 28), k.repeat(3, 1, 1, 1), padding=1,
                                             groups=3).view(3, 1, 28, 28))
-        ref_conv = ref_conv + F.relu(F.conv2d(ref_conv, f.weight[l], f.bias[l], padding=1))
+        ref_conv = ref_conv + F.relu(_conv1(ref_conv, f.weight[l], f.bias[l]))
     with torch.no_grad():
         assert torch.equal(pde.block(x), ref_pde) and torch.equal(conv.block(x), ref_conv)
         assert not torch.equal(pde.block(x), _seed_pde_loop(pde.block.field, x, 3))

@@ -61,7 +61,14 @@ class ConvResidual(ControlledField):
 
     def vector_field(self, t, psi, theta):
         """F = act(K(t) * psi + b(t)): a 'same'-padded 2-D convolution of psi (B, C, H, W)."""
-        return self._act(F.conv2d(psi, theta["weight"], theta["bias"], padding=self.kernel_size // 2))
+        weight, bias, pad = theta["weight"], theta["bias"], self.kernel_size // 2
+        if self.channels == 1 and psi.is_contiguous():
+            # the B images as the channels of one batch-1 depthwise convolution: the same sums; CPU
+            # convolutions (and autograd's backward of them) are slow for one channel and fast for many
+            b, _, h, w = psi.shape
+            out = F.conv2d(psi.view(1, b, h, w), weight.expand(b, 1, -1, -1), bias.expand(b), padding=pad, groups=b)
+            return self._act(out.view(b, 1, h, w))
+        return self._act(F.conv2d(psi, weight, bias, padding=pad))
 
     def vector_field_vjp(self, t, psi, theta, out, cotangent):
         """With g = cotangent * act'(out): the transposed convolutions (dF/dpsi^T g, {weight, bias}); cotangent^T dF/dpsi and cotangent^T dF/dtheta for the fused fixed-step gradients (checked against autograd in tests/test_fused.py)."""
