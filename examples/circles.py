@@ -11,13 +11,13 @@ invariant; without it the 400 points are over-fitted) and, for comparison, once 
 (``model2_no_augmentation``, mini-batches of 50 as in the first release).
 
 ``--learn-depth`` runs instead the depth experiment (seed 002 eq. 16, time as a variable): Model 2's
-net with 4 control intervals, solved by dopri5 (rtol 1e-4, atol 1e-6), trained on the 400 points (no augmentation), full batch, by Adam
-(lr 1e-2, cosine-annealed, lambda = 1) for 1500 epochs from the same initial parameters with the
-depth T fixed and with T learned (``ODEBlock(learn_time=True)``: theta stretched over [0, T]), for
-each start T0 in {0.5, 2, 8}. After every step T is projected onto T >= 0.05 (the block refuses
-T <= t0). Per epoch it records T, dL/dT, the forward solve's function evaluations (nfe: the cost;
-backprop differentiates those same steps), the training loss and the test accuracy and loss;
-figure learn_depth.png.
+net with 4 control intervals, solved by dopri5 (rtol 1e-4, atol 1e-6), trained on the 400 points
+(no augmentation), full batch, by Adam (lr 1e-2, cosine-annealed, lambda = 1) for 1500 epochs from
+the same initial parameters with the depth T fixed and with T learned (``ODEBlock(learn_time=True)``:
+theta stretched over [0, T]), for each start T0 in {0.5, 2, 8}. After every step T is projected onto
+T >= 0.05 (the block refuses T <= t0). Per epoch it records T, dL/dT, the forward solve's function
+evaluations (nfe: the cost; backprop differentiates those same steps), the training loss and the
+test accuracy and loss; figure learn_depth.png.
 
     python examples/circles.py [--learn-depth] [--quick] [--out DIR] [--seed S] [--threads N] [--no-progress]
 
@@ -229,9 +229,11 @@ def depth_run(T0: float, learn: bool, data, test, checkpoint: Path, *, seed: int
         for p in (model.field.weight, model.field.bias):
             p.normal_(0.0, 0.1)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    hist = fit(model, model2_loss, data, optimizer=opt, epochs=epochs, regularizer=lambda: LAMBDA * cd.smoothness(model.field),
+    hist = fit(model, model2_loss, data, optimizer=opt, epochs=epochs,
+               regularizer=lambda: LAMBDA * cd.smoothness(model.field),
                scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs), correct_fn=model2_correct,
-               eval_data=test, seed=seed, progress=progress, checkpoint=checkpoint, checkpoint_every=max(1, epochs // 100))
+               eval_data=test, seed=seed, progress=progress, checkpoint=checkpoint,
+               checkpoint_every=max(1, epochs // 100))
     model.eval()
     with torch.no_grad():
         model(test[0])
@@ -279,7 +281,8 @@ def learn_depth(args: argparse.Namespace) -> None:
     runs = []
     for T0 in config["starts"]:
         for learn in (False, True):
-            name = f"{'quick' if args.quick else 'full'}-depth{T0:g}-{'learned' if learn else 'fixed'}-seed{args.seed}.pt"
+            kind = "learned" if learn else "fixed"
+            name = f"{'quick' if args.quick else 'full'}-depth{T0:g}-{kind}-seed{args.seed}.pt"
             runs.append(depth_run(T0, learn, data, test, out / "checkpoints" / name, seed=args.seed,
                                   progress=not args.no_progress,
                                   **{k: v for k, v in config.items() if k != "starts"}))
@@ -287,7 +290,8 @@ def learn_depth(args: argparse.Namespace) -> None:
                                   f"{config['knots']} control intervals"), out / "learn_depth.png")
     metrics = {"quick": args.quick, "seed": args.seed, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
                "config": {**config, "starts": list(config["starts"]), "lambda": LAMBDA, "gamma": 0.1,
-                          "optimizer": "Adam, full batch, cosine-annealed lr", "init": "weight, bias ~ N(0, 0.1^2) from seed"},
+                          "optimizer": "Adam, full batch, cosine-annealed lr",
+                          "init": "weight, bias ~ N(0, 0.1^2) from seed"},
                "runs": runs, "wall_s": time.perf_counter() - t0}
     print(cli.finish(out, metrics, [
         f"T0 {r['T0']:g} {'learned' if r['learn_time'] else 'fixed  '}: T {r['T0']:g} -> {r['T_final']:.3f}, "

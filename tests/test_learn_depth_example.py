@@ -25,7 +25,8 @@ def test_learned_depth_moves_against_its_gradient_and_is_recorded(tmp_path):
     assert all(math.isfinite(x) and x != 0.0 for x in g)
     # Adam's first step is lr * sign of the gradient, against it
     assert T[1] - T[0] == pytest.approx(-SMALL["lr"] * math.copysign(1.0, g[0]), rel=1e-3)
-    assert r["T_final"] != T[-1] and all(n >= 6 * SMALL["knots"] for n in r["nfe_per_epoch"])  # >= 1 dopri5 step per interval
+    assert r["T_final"] != T[-1]
+    assert all(n >= 6 * SMALL["knots"] for n in r["nfe_per_epoch"])  # at least one dopri5 step per interval
     fixed = run(2.0, False, tmp_path / "fixed.pt")
     assert fixed["T_per_epoch"] == [2.0] * SMALL["epochs"] and fixed["T_final"] == 2.0
     assert fixed["dL_dT_per_epoch"] is None
