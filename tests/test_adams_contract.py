@@ -231,3 +231,19 @@ def test_a_changed_state_restarts_the_history():
 def test_dense_output_is_the_chord():
     y0, y1 = torch.tensor([1.0, 2.0], dtype=DT), torch.tensor([3.0, -2.0], dtype=DT)
     assert torch.equal(Adams(True).interpolate(y0, y1, None, 0.5, 0.25), torch.tensor([1.5, 1.0], dtype=DT))
+
+
+@pytest.mark.parametrize("h", [0.1, -0.1])
+def test_the_corrector_sees_the_step_end_from_behind_and_warns_at_the_caller(h):
+    d = 1 if h > 0 else -1
+    stepper = Adams(True, max_order=4, max_iters=3, rtol=1e-30, atol=1e-300)  # never converges
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        steps, _ = _march(stepper, h, 2)
+    y, state = steps[-1]
+    t = 2 * h
+    term = Recording()
+    with pytest.warns(RuntimeWarning) as record:
+        stepper.step(term, t, h, y, state)
+    assert term.calls == [(t, d)] + [(t + h, -d)] * 3
+    assert len(record) == 1 and record[0].filename == __file__  # stacklevel 2: the caller of step

@@ -2,6 +2,7 @@
 error ratio of exactly 1, a fixed grid keeping its uniform h when given callbacks, a callable norm
 giving the RMS rule's steps when it is the RMS, its result checked in full, the non-finite start
 named as the state or the derivative, and the stiffness hint at its bound."""
+import inspect
 import math
 
 import pytest
@@ -42,9 +43,16 @@ def test_a_uniform_grid_keeps_its_step_size_with_callbacks():
     assert set(with_cb.controller(0.0, 1.0).step_sizes().values()) == {1.0 / 3}
 
 
+def _where_steps_end(callbacks):
+    """As solve does: the grid with the function's callbacks (a warning then names solve's caller)."""
+    return FixedGrid.uniform(0.0, 1.0, 2).with_callbacks(callbacks)
+
+
 def test_a_reject_callback_on_a_fixed_grid_is_warned_about_in_full():
     with pytest.warns(UserWarning) as record:
-        FixedGrid.uniform(0.0, 1.0, 2).with_callbacks(StepCallbacks(reject=lambda t0, y0, dt: None))
+        line = inspect.currentframe().f_lineno + 1
+        _where_steps_end(StepCallbacks(reject=lambda t0, y0, dt: None))
+    assert (record[0].filename, record[0].lineno) == (__file__, line)  # stacklevel 3: the caller's caller
     assert [str(w.message) for w in record] == [
         "a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
         "(callback_step and callback_accept_step are called for each)"]

@@ -33,6 +33,7 @@ else
     contdepth/solvers/tableau.py) tests=(tests/test_tableau_contract.py tests/test_core_order.py) ;;
     contdepth/solvers/rk.py) tests=(tests/test_rk_contract.py tests/test_core_order.py tests/test_core_closed_form.py) ;;
     contdepth/solvers/adams.py) tests=(tests/test_adams_contract.py) ;;
+    contdepth/solvers/newton.py) tests=(tests/test_newton_contract.py) ;;
     contdepth/solvers/engine.py|contdepth/solvers/base.py) tests=(tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_core_gradients.py) ;;
     contdepth/solvers/multistep.py) tests=(tests/test_multistep_contract.py tests/test_core_multistep.py) ;;
     contdepth/solvers/symplectic.py) tests=(tests/test_symplectic_contract.py tests/test_core_symplectic.py) ;;
