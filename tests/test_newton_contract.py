@@ -195,3 +195,85 @@ def test_krylov_solve_is_differentiable_in_b_through_the_transpose():
     g = torch.tensor([1.0, 0.0, -1.0, 2.0, 0.5, 0.0], dtype=DT)
     (grad,) = torch.autograd.grad(x, b1, g)
     torch.testing.assert_close(grad, torch.linalg.solve(a.T, g), rtol=1e-10, atol=1e-12)
+
+
+def test_newton_on_a_scalar_root_uses_the_current_iterate():
+    """x^2 = 2 with the exact derivative at the iterate: Newton's quadratic convergence to sqrt(2)."""
+    r = newton(lambda x: x * x - 2, lambda rhs, x: rhs / (2 * x), torch.ones(1, dtype=DT),
+               NewtonOptions(rtol=1e-14, atol=1e-14))
+    assert r.converged and 3 <= r.iterations <= 7 and r.rate < 1
+    torch.testing.assert_close(r.x, torch.full((1,), math.sqrt(2), dtype=DT), rtol=1e-15, atol=0)
+
+
+def test_a_failed_iteration_returns_its_last_iterate():
+    z = torch.zeros(1, dtype=DT)
+    r = newton(lambda x: x, _stepper([torch.tensor([math.nan], dtype=DT)]), z, _opts())
+    assert r.x is not None and torch.isnan(r.x).all()
+    r = newton(lambda x: x, _stepper([torch.tensor([1.0], dtype=DT), torch.tensor([-1.0], dtype=DT)]), z, _opts())
+    assert not r.converged and torch.equal(r.x, z)
+
+
+def test_a_norm_that_does_not_shrink_is_a_stall():
+    """x: -1 -> 1 -> -1, increments 2 at |x| = 1: equal norms 2 / 0.75 > 1: stalled on the second iteration."""
+    steps = [torch.tensor([2.0], dtype=DT), torch.tensor([-2.0], dtype=DT), torch.tensor([2.0], dtype=DT)]
+    r = newton(lambda x: x, _stepper(steps), torch.full((1,), -1.0, dtype=DT), _opts(max_iter=3))
+    assert (r.converged, r.iterations, r.rate) == (False, 2, 1.0)
+
+
+def test_gmres_returns_the_zero_start_when_it_already_meets_rtol():
+    """||b - A 0|| = ||b|| = 2 <= rtol ||b|| for rtol = 1: x = 0 (a b of norm 2 tells rtol ||b|| from rtol / ||b||)."""
+    a, _ = _system()
+    b = torch.zeros(8, dtype=DT)
+    b[0] = 2.0
+    x, ok = gmres(lambda v: a @ v, b, restart=4, max_restarts=2, rtol=1.0)
+    assert ok and torch.equal(x, torch.zeros(8, dtype=DT))
+
+
+def test_gmres_stops_a_cycle_once_the_residual_estimate_meets_rtol():
+    """A = diag(1..6), b of norm 100: the Arnoldi loop ends at the first k whose residual estimate is at most
+    rtol ||b||; the products: one for r, k + 1 in the loop, one for the final check."""
+    a = torch.diag(torch.arange(1.0, 7.0, dtype=DT))
+    b = torch.full((6,), 100 / math.sqrt(6), dtype=DT)
+    counts = []
+    for rtol in (1e-1, 1e-3, 1e-12):
+        calls = []
+        x, ok = gmres(lambda v: calls.append(1) or a @ v, b, restart=6, max_restarts=1, rtol=rtol)
+        assert ok and float((b - a @ x).norm()) <= rtol * 100 * 10
+        counts.append(len(calls))
+    # the residual of the best k-dimensional Krylov fit, for comparing with rtol ||b||
+    residuals = []
+    for k in range(1, 7):
+        kry = torch.stack([torch.linalg.matrix_power(a, j) @ b for j in range(k)], 1)
+        coef = torch.linalg.lstsq(a @ kry, b[:, None]).solution
+        residuals.append(float((b[:, None] - a @ kry @ coef).norm()))
+    want = [1 + next(k for k in range(1, 7) if residuals[k - 1] <= rtol * 100 or k == 6) + 1
+            for rtol in (1e-1, 1e-3, 1e-12)]
+    assert counts == want and counts[0] < counts[-1]
+
+
+def test_gmres_flags_success_up_to_ten_times_rtol_inclusive():
+    """One cycle of GMRES(2) leaves a residual res: an rtol with 10 rtol ||b|| = res / 1.05 fails the flag (the
+    same x); an exact solve (residual 0) passes even with rtol = 0."""
+    a, b = _system()
+    x1, _ = gmres(lambda v: a @ v, b, restart=2, max_restarts=1, rtol=1e-14)
+    res, b_norm = float((b - a @ x1).norm()), float(b.norm())
+    x2, ok = gmres(lambda v: a @ v, b, restart=2, max_restarts=1, rtol=res / (10.5 * b_norm))
+    assert torch.equal(x2, x1) and not ok
+    _, ok = gmres(lambda v: a @ v, b, restart=2, max_restarts=1, rtol=res / (9.5 * b_norm))
+    assert ok
+    e0 = torch.zeros(5, dtype=DT)
+    e0[0] = 2.0
+    x, ok = gmres(lambda v: 2 * v, e0, restart=3, max_restarts=1, rtol=0.0)
+    assert ok and torch.equal(x, e0 / 2)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1.0, 1e10, 1e16])
+def test_gmres_is_linear_in_b(scale):
+    """x(c b) = c x(b) with the same products, whatever c: the breakdown test is relative to ||A v||, not to
+    ||b|| (a b of norm 1e16 once ended every cycle at its first direction)."""
+    a = torch.diag(torch.arange(1.0, 7.0, dtype=DT))
+    b = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0, -1.0], dtype=DT)
+    calls = []
+    x, ok = gmres(lambda v: calls.append(1) or a @ v, scale * b, restart=6, max_restarts=3, rtol=1e-12)
+    assert ok and len(calls) == 1 + 6 + 1
+    torch.testing.assert_close(x / scale, torch.linalg.solve(a, b), rtol=1e-13, atol=0)

@@ -82,7 +82,7 @@ def newton(residual: Callable[[torch.Tensor], torch.Tensor],
         norm = float((dx / (atol + rtol * size)).pow(2).mean().sqrt())
         if not norm == norm or norm == float("inf"):
             return NewtonResult(x, False, k, float("inf"))
-        if previous is not None and previous > 0:
+        if previous is not None:  # previous > 1: a norm <= 1 has returned
             worst = max(worst, norm / previous)
         if norm <= 1:
             return NewtonResult(x, True, k, worst)
@@ -120,7 +120,8 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *, re
     """Restarted GMRES(``restart``) for A x = b from x = 0: (x, whether ||b - A x|| <= rtol ||b||).
 
     Arnoldi with modified Gram-Schmidt builds the Krylov basis V and Hessenberg H (A V_k =
-    V_{k+1} H); Givens rotations keep the least-squares residual min ||beta e1 - H y|| current."""
+    V_{k+1} H); Givens rotations keep the least-squares residual min ||beta e1 - H y|| current.
+    A cycle also ends at a breakdown: the new direction's norm h_{k+1,k} <= 1e-14 ||A v_k||."""
     x = torch.zeros_like(b)
     b_norm = float(b.norm())
     if b_norm == 0:
@@ -138,6 +139,7 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *, re
         k = 0
         for k in range(restart):
             w = matvec(basis[k])
+            scale = w.norm()  # ||A v_k||: the breakdown test is relative to it, so x scales with b
             for i, v in enumerate(basis):
                 hess[i, k] = torch.dot(w, v)
                 w = w - hess[i, k] * v
@@ -152,7 +154,7 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *, re
             sn.append(s)
             hess[k, k], hess[k + 1, k] = denom, 0.0
             g[k + 1], g[k] = -s * g[k], c * g[k]
-            if float(g[k + 1].abs()) <= rtol * b_norm or float(sub) <= 1e-14 * beta:
+            if float(g[k + 1].abs()) <= rtol * b_norm or bool(sub <= 1e-14 * scale):
                 break
             basis.append(w / sub)
         y = torch.linalg.solve_triangular(hess[:k + 1, :k + 1], g[:k + 1, None], upper=True)[:, 0]
