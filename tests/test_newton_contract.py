@@ -277,3 +277,16 @@ def test_gmres_is_linear_in_b(scale):
     x, ok = gmres(lambda v: calls.append(1) or a @ v, scale * b, restart=6, max_restarts=3, rtol=1e-12)
     assert ok and len(calls) == 1 + 6 + 1
     torch.testing.assert_close(x / scale, torch.linalg.solve(a, b), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e8])
+def test_gmres_ends_a_cycle_at_a_breakdown_relative_to_the_operator(scale):
+    """b in the span of two eigenvectors: the Krylov space has dimension 2, the third direction is rounding
+    noise (<= 1e-14 ||A v||), so the cycle ends after two products although rtol = 1e-30 is out of reach."""
+    a = scale * torch.diag(torch.arange(1.0, 7.0, dtype=DT))
+    b = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0], dtype=DT)
+    calls = []
+    x, ok = gmres(lambda v: calls.append(1) or a @ v, b, restart=6, max_restarts=1, rtol=1e-30)
+    assert len(calls) == 1 + 2 + 1 and not ok
+    torch.testing.assert_close(x * scale, torch.tensor([1.0, 0.5, 0.0, 0.0, 0.0, 0.0], dtype=DT), rtol=1e-14,
+                               atol=1e-15)
