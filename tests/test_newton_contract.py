@@ -75,15 +75,15 @@ def _opts(**kwargs):
 
 
 def test_the_scaled_increment_test_and_the_contraction_rate():
-    """x stays near 0 and |dx| halves: norms rms(dx / (atol + rtol |x|)) with atol = 1/4 against |x| ~ 0."""
+    """The norm is rms(dx / (atol + rtol |x|)) at the new x (rtol = 1/2, atol = 1/4): one that grows ends the
+    iteration, its ratio the rate; a norm of exactly 1 converges, one a hair above runs out of iterations."""
     z = torch.zeros(1, dtype=DT)
     steps = [torch.tensor([1.0], dtype=DT), torch.tensor([-1.0], dtype=DT), torch.tensor([0.5], dtype=DT),
              torch.tensor([-0.5], dtype=DT)]
-    # x: 1, 0, 0.5, 0: norms 1/(0.25 + 0.5) = 4/3, 1/0.25 = 4 (grew: stalled)
+    # x: 1, then 0: norms 1 / (0.25 + 0.5) = 4/3, then 1 / 0.25 = 4 (grew: stalled, rate 3)
     r = newton(lambda x: x, _stepper(steps), z, _opts())
     assert (r.converged, r.iterations) == (False, 2) and r.rate == pytest.approx(3.0, rel=1e-15)
-    # a norm exactly 1 converges: dx = 0.25 at x = 0 -> 0.25: 0.25 / (0.25 + 0.125) < 1; dx = 0.5 at x = 0 -> 0.5:
-    # 0.5 / (0.25 + 0.25) = 1
+    # dx = 0.5 from 0: 0.5 / (0.25 + 0.25) = 1
     r = newton(lambda x: x, _stepper([torch.tensor([0.5], dtype=DT)]), z, _opts())
     assert (r.converged, r.iterations, r.rate) == (True, 1, 0.0)
     r = newton(lambda x: x, _stepper([torch.tensor([0.5 + 1e-9], dtype=DT), torch.tensor([0.0], dtype=DT)]), z,
