@@ -67,18 +67,32 @@ def test_controller_options_act_as_in_the_shared_controller(options):
         torch.testing.assert_close(sol.ys[-1, b], ref.ys[-1, 0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.3])
-def test_a_zero_error_grows_the_step_by_ifactor(beta):
-    """y' = 0: every error ratio is exactly 0 and each accepted step grows by ifactor, also for a
-    PI beta large enough (0.3 > 4 / (3 * 5)) that r^(-1/p + 3 beta/4) at r = 0 is 0, not
-    infinite: the counts of the shared controller alone."""
+def test_a_zero_error_grows_the_step_by_ifactor():
+    """y' = 0: every error ratio is exactly 0 and each accepted step grows by ifactor: the counts of
+    the shared controller alone."""
     y0 = torch.tensor([[1.0], [2.0], [-3.0]], dtype=D)
-    kw = dict(method="dopri5", t0=0.0, t1=50.0, rtol=1e-6, atol=1e-8, options={"beta": beta, "first_step": 1e-3})
+    kw = dict(method="dopri5", t0=0.0, t1=50.0, rtol=1e-6, atol=1e-8, options={"beta": 0.04, "first_step": 1e-3})
     sol = cd.solve(lambda t, y: torch.zeros_like(y), y0, per_sample=True, **kw)
     ref = cd.solve(lambda t, y: torch.zeros_like(y), y0[:1], **kw)
     assert ref.stats.forward.accepted_steps == 6  # 1e-3 (1 + 10 + ... + 10^4) < 50 <= 1e-3 (1 + ... + 10^5)
     assert sol.stats.forward.accepted_steps.tolist() == [6, 6, 6]
     assert torch.equal(sol.ys[-1], y0)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_a_pi_beta_that_would_stop_the_step_from_growing_is_refused(per_sample):
+    """beta >= 4 / (3 p) makes r's exponent -1/p + 3 beta/4 >= 0: with dopri5 (p = 5) at beta = 0.3,
+    y' = c (error ~ 1e-17) took 50,000 steps of the first step's 1e-3 on [0, 50]."""
+    y0 = torch.ones(2, 1, dtype=D)
+    for method, beta in (("dopri5", 0.3), ("dopri5", 4 / 15), ("bosh3", 0.45)):
+        with pytest.raises(ValueError, match=r"beta must be < 4 / \(3 p\)"):
+            cd.solve(lambda t, y: torch.ones_like(y), y0, method=method, t0=0.0, t1=1.0, per_sample=per_sample,
+                     options={"beta": beta})
+    with pytest.raises(ValueError, match="beta must be a float >= 0"):
+        cd.solve(lambda t, y: y, y0, method="dopri5", t0=0.0, t1=1.0, per_sample=per_sample, options={"beta": -0.01})
+    sol = cd.solve(lambda t, y: torch.ones_like(y), y0, method="bosh3", t0=0.0, t1=1.0, per_sample=per_sample,
+                   options={"beta": 0.44})  # 4 / 9 = 0.444...: allowed
+    torch.testing.assert_close(sol.ys[-1], 2 * y0)
 
 
 def vdp_mu(mu):

@@ -214,9 +214,20 @@ class Adaptive:
                                  f"got {getattr(self, name)}")
         if not self.ifactor >= 1:
             raise ValueError(f"ifactor must be >= 1 (an accepted step never shortens the next), got {self.ifactor}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta >= 0:
+            raise ValueError(f"beta must be a float >= 0 (0: the integral controller), got {self.beta!r}")
+
+    def check_order(self, order: int) -> None:
+        """Raise ``ValueError`` unless beta < 4 / (3 p) for the pair's order p: at or above it the
+        exponent -1/p + 3 beta/4 of r is >= 0, so a smaller error would no longer let the step grow."""
+        if not self.beta < 4 / (3 * order):
+            raise ValueError(f"beta must be < 4 / (3 p) = {4 / (3 * order):.4g} for a pair of order p = {order} "
+                             f"(else a smaller error shortens the next step), got beta={self.beta}; Hairer's PI "
+                             "controller uses about 0.04")
 
     def controller(self, t0: float, t1: float, *, order: int, stops: Sequence[float] = (),
                    norm_leaves: int | None = None) -> "_AdaptiveController":
+        self.check_order(order)
         return _AdaptiveController(self, t0, t1, order, stops, norm_leaves)
 
     def with_callbacks(self, callbacks: StepCallbacks | None) -> "Adaptive":

@@ -111,6 +111,7 @@ class PerSampleMarch:
                  sync_every: int = 1, checkpoint: bool = False) -> None:
         if not tableau.adaptive:
             raise ValueError(f"per_sample needs an adaptive method (an embedded pair), got {tableau.name!r}")
+        spec.check_order(tableau.order)
         self.f, self.tab, self.spec, self.compact, self.sync_every = f, tableau, spec, compact, sync_every
         self.checkpoint = checkpoint
         self._checked = False
@@ -255,10 +256,9 @@ class PerSampleMarch:
                 ratio = _rms(scale)
                 accept = active & ((ratio <= 1) | (h_used.abs() <= sp.min_step))
                 reject = active & ~accept
-                # r = 0 gives an infinite factor, clamped to ifactor; a non-finite r gives dfactor
+                # r = 0 gives an infinite factor (alpha > 0: Adaptive.check_order), clamped to ifactor;
+                # a non-finite r gives dfactor
                 factor = sp.safety * ratio ** -alpha
-                if alpha <= 0:  # a large beta: 0 ** -alpha is not infinite
-                    factor = torch.where(ratio == 0, math.inf, factor)
                 if sp.beta:
                     factor = factor * rows.prev ** sp.beta
                     rows.prev = torch.where(accept & (ratio <= 1), ratio.clamp(min=1e-4), rows.prev)
