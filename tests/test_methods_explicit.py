@@ -122,6 +122,15 @@ def test_fixed_step_equals_torchdiffeq(method, reverse, options):
         options = dict(options or {}, max_order=5)
     ref = torchdiffeq.odeint(Oscillator(), y0, t, method=method, options=options)
     ours = cd.odeint(Oscillator(), y0, t, method=method, options=options)
+    if method in ADAMS and (options or {}).get("step_size"):
+        # the last step (0.05 after 85 of 0.07) is unequal: torchdiffeq applies the equal-step
+        # weights to it, contdepth restarts the history (a 3/8-rule step), more accurately
+        last = t < 0.05 - 1e-9 if reverse else t > 5.95 + 1e-9
+        assert (ours[~last] - ref[~last]).abs().max() < 1e-13
+        exact = cd.odeint(Oscillator(), y0, t[last | (torch.arange(len(t)) == 0)], method="dopri5", rtol=1e-12,
+                          atol=1e-12)[1:]
+        assert ((ours[last] - exact).abs().max() < 0.2 * (ref[last] - exact).abs().max())
+        return
     assert (ours - ref).abs().max() < 1e-13
 
 

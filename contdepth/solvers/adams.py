@@ -13,6 +13,10 @@ If they do not, it warns and drops the oldest history entry (torchdiffeq does bo
 are the integrals over [t_n, t_{n+1}] of the Lagrange polynomials through the history's times,
 computed exactly in fractions.
 
+The weights assume equal steps (``uniform_steps``): before a step of another length (the last
+step of a grid that does not divide the interval, a grid of unequal steps, the step cut at an
+event) the march restarts the history, and that step and the next two are 3/8-rule steps.
+
 The history is the stepper's ``state`` (after the state the history was taken along), so
 ``gradient="checkpoint"`` replays it. A caller that changes the state between steps (the
 adjoint adding an output's gradient, a projection) breaks the smooth solution the Adams
@@ -88,6 +92,7 @@ class Adams:
 
     adaptive = False
     fsal = False
+    uniform_steps = True  # the weights assume equal steps: the march restarts the history otherwise
 
     def __init__(self, implicit: bool, *, name: str | None = None, max_order: int = MAX_ORDER,
                  max_iters: int = 4, rtol: float = 1e-7, atol: float = 1e-9) -> None:

@@ -24,7 +24,10 @@ class Stepper(Protocol):
     was taken at the unprojected end); any other state is carried as is. ``adaptive`` steppers
     return an error estimate with the state's structure, fixed-step ones ``None``. A stepper that
     solves for its stages (stable on stiff fields) declares ``implicit = True`` (absent: False);
-    the adjoint then takes y(t) from the forward solve instead of solving for it backward.
+    the adjoint then takes y(t) from the forward solve instead of solving for it backward. A
+    stepper whose state assumes equal steps (a multistep history) declares ``uniform_steps =
+    True`` (absent: False): the march re-``init``s its state before a step of another length
+    than the step before (a shortened last step, a grid of unequal steps, an event).
     """
 
     name: str

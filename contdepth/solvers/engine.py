@@ -107,14 +107,17 @@ def march(term: Term, stepper: Stepper, controller: Controller, y0: State, t0: f
     state = stepper.init(term, t0, y0, d)
     controller.start(term, stepper, t0, y0, state)
     t, y, j = t0, y0, 0
+    uniform, last_h = getattr(stepper, "uniform_steps", False), None
     while d * (t1 - t) > 0:
         h, t_next = controller.propose(t)
+        if uniform and last_h is not None and not close(t - last_h, t - h):
+            state = stepper.init(term, t, y, d)  # its history assumes steps of last_h
         y1, state1, error, dense = stepper.step(term, t, h, y, state)
         if not controller.judge(error, y, y1):
             counts.rejected_steps += 1
             continue
         counts.accepted_steps += 1
-        j, begin = j + 1, k
+        j, begin, last_h = j + 1, k, h
         while k < len(out_times) and d * (out_times[k] - t_next) <= slack(t_next):
             k += 1
         end = y1 if project is None else project(y1)

@@ -42,6 +42,7 @@ class CubicOutputs:
         self.stepper = stepper
         self.name, self.order, self.fsal = stepper.name, stepper.order, stepper.fsal
         self.implicit = getattr(stepper, "implicit", False)
+        self.uniform_steps = getattr(stepper, "uniform_steps", False)
 
     def __repr__(self) -> str:
         return f"CubicOutputs({self.stepper!r})"
