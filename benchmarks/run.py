@@ -9,8 +9,8 @@ rounds in one process (the order rotates every round), one training step (solve,
 backward) per timing. Reported: medians, ``ratio`` = median(ours) / median(baseline), and
 ``paired_ratio`` = the median over rounds of ours / baseline within a round (robust to load that
 drifts between rounds). Absolute times on a shared machine are noisy; the interleaved ratios are
-what to read. Runs single-threaded
-(``torch.set_num_threads(1)``, recorded in the JSON).
+what to read. Runs single-threaded unless ``--threads`` says otherwise (the thread count is
+recorded in the JSON).
 """
 from __future__ import annotations
 
@@ -183,11 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="write the results here (atomically)")
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per case (default 2 quick, 5 full)")
     parser.add_argument("--only", default=None, help="run only the cases whose name contains this string")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch threads (default 1; 0: torch's default, the machine's cores)")
     args = parser.parse_args(argv)
     reps = args.reps if args.reps is not None else (2 if args.quick else 5)
     if reps < 1:
         parser.error(f"--reps must be >= 1, got {reps}")
-    torch.set_num_threads(THREADS)
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     rows = []
     print(f"{'case':44s} {'baseline':18s} {'ours ms':>10s} {'base ms':>10s} {'ratio':>7s} {'paired':>7s} {'nfe':>11s}")
     cases = [c for c in build_cases(args.quick) if args.only is None or args.only in c.name]
