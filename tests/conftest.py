@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from contdepth.data.mnist import MNIST_FILES
+from contdepth.terms import Term
 
 torch.set_num_threads(int(os.environ.get("CONTDEPTH_TEST_THREADS", "1")))
 
@@ -44,3 +45,14 @@ def pytest_collection_finish(session):
     """Importing the test modules must leave torch's default dtype alone (float32)."""
     if torch.get_default_dtype() != torch.float32:
         raise pytest.UsageError(f"a test module set torch's default dtype to {torch.get_default_dtype()} at import")
+
+
+class RecordingTerm(Term):
+    """f(t, y) = t - y^2 on every tensor of y, recording each call's (t, side) (the stepper tests)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, int]] = []
+
+    def __call__(self, t, y, side):
+        self.calls.append((t, side))
+        return tuple(t - x * x for x in y) if isinstance(y, tuple) else t - y * y

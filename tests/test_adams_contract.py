@@ -13,20 +13,11 @@ from contdepth.solvers import adams
 from contdepth.solvers.adams import Adams, bashforth, moulton
 from contdepth.solvers.rk import RungeKutta
 from contdepth.solvers.tableau import RK38
-from contdepth.terms import Term
+from conftest import RecordingTerm as Recording
 
 DT = torch.float64
 
 
-class Recording(Term):
-    """f(t, y) = t - y^2, recording (t, side)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, int]] = []
-
-    def __call__(self, t, y, side):
-        self.calls.append((t, side))
-        return t - y * y
 
 
 def f(t, y):

@@ -5,20 +5,11 @@ import pytest
 import torch
 
 import contdepth as cd
-from contdepth.terms import Term
+from conftest import RecordingTerm as Recording
 
 DT = torch.float64
 
 
-class Recording(Term):
-    """f(t, y) = t - y^2 on every tensor of y, recording (t, side)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, int]] = []
-
-    def __call__(self, t, y, side):
-        self.calls.append((t, side))
-        return tuple(t - x * x for x in y) if isinstance(y, tuple) else t - y * y
 
 
 def test_errors_name_the_argument_in_full():
