@@ -205,7 +205,8 @@ def test_errors():
         cd.odeint(f, y0, t, event_fn=lambda t, y: y + 1.0, options={"max_num_steps": 50})
     with pytest.raises(ValueError, match="t0 must be one time"):
         cd.odeint_event(f, y0, torch.zeros(2, dtype=DT), event_fn=lambda t, y: y - 0.5)
-    with pytest.raises(SolverError, match="touches zero without crossing"):  # a step in t: dg/dt = 0 at t*
+    with pytest.raises(SolverError, match=r"touches zero without crossing at t = 0\.(5|4999)\d* \(dg/dt \+ dg/dy \. f = 0\): "
+                                          "the event time is not differentiable there$"):  # a step in t: dg/dt = 0 at t*
         cd.odeint(f, torch.ones(1, dtype=DT, requires_grad=True), t,
                   event_fn=lambda t, y: torch.where(t < 0.5, 1.0, -1.0) * torch.ones_like(y))
 
