@@ -25,6 +25,9 @@ writes DIR/metrics.json (atomically) and DIR/*.png (DIR defaults to out/circles,
 to out/circles_learn_depth). Each model is checkpointed in DIR/checkpoints/
 (every 1 % of its epochs and at the end): an interrupted run resumes where it stopped, and a finished
 one re-makes its figures and metrics without training again (delete the folder to retrain).
+
+Times (2-core machine, one thread, wall; --quick alone on the idle machine, full runs as in the
+docs): --quick 19 s; the full run 5 min 48 s; ``--learn-depth`` 9 s quick, 7 min 41 s full (loaded).
 """
 from __future__ import annotations
 

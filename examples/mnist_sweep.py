@@ -10,6 +10,9 @@ DIR/metrics.json and, for every depth with finished pde1 and pde2 runs, DIR/fig4
 fig. 4.5: the first test image of a 0 through the layers of the trained PDE1 and PDE2 side by
 side, from their checkpoints). Every run's folder has its own activations.png and controls.png. ``--block seed`` (default) trains seed 000's layer ReLU(psi + D psi) (eq. 26,
 the skip inside the ReLU); ``--block ode`` the ODE form psi + ReLU(D psi).
+
+Times (2-core machine, one thread, wall; --quick alone on the idle machine, full runs as in the
+docs): --quick 36 s; the 12 cells at 10 epochs about 2,500 s of training (docs/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ field is the cubic-friction ODE dx/dt = W(t) x + b(t) - gamma x^3 (seed 002 eq. 
 knots, trained with RK4 at 8 steps (full batch, Adam, 300 epochs; --quick: 60), then solved with
 Euler/RK4 at other step counts and with dopri5. Writes DIR/metrics.json and DIR/boundary.png (the
 decision regions of all five solves side by side).
+
+Times (2-core machine, one thread, wall; --quick alone on the idle machine, full runs as in the
+docs): --quick 5 s; the full run 5 s.
 """
 import argparse
 import time

@@ -18,6 +18,9 @@ trained field), the learned k, and the saved-for-backward bytes of ``reversible`
 
 writes DIR/metrics.json (atomically) and DIR/*.png; models are checkpointed in DIR/checkpoints/
 (an interrupted run resumes; a finished one re-makes figures and metrics without training).
+
+Times (2-core machine, one thread, wall; --quick alone on the idle machine, full runs as in the
+docs): --quick 11 s; the full run 34 s.
 """
 from __future__ import annotations
 
