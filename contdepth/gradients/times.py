@@ -35,7 +35,6 @@ import torch
 
 from ..errors import SolverError
 from ..solution import StepCounts
-from ..solvers.controllers import FixedGrid
 from ..solvers.engine import Problem
 from ..terms import Term
 from ..timetol import close
@@ -167,7 +166,7 @@ def with_time_grads(run: Callable[[Problem, State], tuple[torch.Tensor, ...]], p
     recorded by the forward march instead)."""
     d = 1 if problem.t1 > problem.t0 else -1
     counts = problem.stats.backward
-    if times.outs is not None and isinstance(problem.grid, FixedGrid):
+    if times.outs is not None and not problem.stepper.adaptive:  # a fixed grid, set by t0, t1 alone
         problem = dataclasses.replace(problem, slopes={})
     if times.t0 is not None:
         y0 = start(problem.term, counts, y0, problem.t0, d, times.t0)

@@ -47,14 +47,19 @@ from .tableau import ButcherTableau
 Field = Callable[[torch.Tensor, State], State]
 
 
+def _per_row(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (n,) tensor shaped (n, 1, ..., 1) to broadcast against ``like``."""
+    return x.reshape(-1, *([1] * (like.dim() - 1)))
+
+
 def _col(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (n,) tensor shaped (n, 1, ..., 1) to broadcast against ``like``, in its dtype."""
-    return x.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    """:func:`_per_row` in ``like``'s dtype."""
+    return _per_row(x.to(like.dtype), like)
 
 
 def _where(mask: torch.Tensor, a: State, b: State) -> State:
     """Per sample: a where ``mask``, else b (every tensor of the state)."""
-    return rebuild(a, [torch.where(mask.reshape(-1, *([1] * (x.dim() - 1))), x, z) for x, z in zip(leaves(a), leaves(b))])
+    return rebuild(a, [torch.where(_per_row(mask, x), x, z) for x, z in zip(leaves(a), leaves(b))])
 
 
 def _axpy(y: State, s: torch.Tensor, k: State) -> State:
@@ -279,12 +284,12 @@ class PerSampleMarch:
                 gap = rows.d[:, None] * (rows.outs - t_next[:, None])  # > 0: an output still ahead
                 passed = (gap <= slack).sum(1)
                 new_ptr = torch.where(accept, passed, rows.ptr)
-                # outputs strictly inside the step (the others, on its end, are y1 itself)
-                inner = torch.where(accept, (gap < -slack).sum(1), rows.ptr) - rows.ptr
                 still = active & ~(accept & (t_next == rows.t1)) & ~fail
                 step += 1
                 check = step % every == 0
                 if check:  # the one host sync of the step (of every sync_every-th step)
+                    # outputs strictly inside the step (the others, on its end, are y1 itself)
+                    inner = torch.where(accept, (gap < -slack).sum(1), rows.ptr) - rows.ptr
                     n_active, n_out, n_inner, failed = torch.stack([
                         still.sum(), (new_ptr - rows.ptr).max(), inner.max(), rows.failed.any().long()]).tolist()
                 else:  # unknown without a sync: write every output slot a step can pass
