@@ -1,4 +1,11 @@
-"""Error types. Each subclasses the builtin a user would catch (ValueError), so both work."""
+"""Error types (each subclasses the builtin a user would catch, ValueError, so both work), argument
+checks, and warnings attributed to the user's line."""
+
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class SolverError(ValueError):
@@ -22,3 +29,12 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside contdepth: the user's call, however
+    deep in the library the warning is raised."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import check_choice, check_positive_int
+from .errors import check_choice, check_positive_int, warn_user
 from .fields.base import ControlledField
 from .gradients import GRADIENTS
 from .gradients.times import TimeTensors, at_event, with_time_grads
@@ -468,6 +468,9 @@ def _odeint(func, y0, t, *, rtol, atol, method, options, gradient, event_fn, **a
     if len(times) == 1:  # torchdiffeq: nothing to integrate, func is never called
         get_stepper(method)
         return rebuild(y0, [x.unsqueeze(0) for x in leaves(y0)])
+    if getattr(func, "callback_accept_step", None) is not None and not getattr(get_stepper(method), "adaptive", False):
+        warn_user("func.callback_accept_step is called after every step of a fixed-step method (every fixed step is "
+                  "accepted); torchdiffeq ignores it for fixed-step methods")
     grad_t = wants_grad(t)
     sol = _integrate(func, y0, t0=times[0], t1=times[-1], out_times=times, method=method, steps=None,
                      grid_times=times, gradient=gradient, rtol=rtol, atol=atol, options=options,

@@ -4,7 +4,6 @@ giving the RMS rule's steps when it is the RMS, its result checked in full, the 
 named as the state or the derivative, and the stiffness hint at its bound."""
 import inspect
 import math
-import os
 
 import pytest
 import torch
@@ -44,17 +43,23 @@ def test_a_uniform_grid_keeps_its_step_size_with_callbacks():
     assert set(with_cb.controller(0.0, 1.0).step_sizes().values()) == {1.0 / 3}
 
 
-def _where_steps_end(callbacks):
-    """As solve does: the grid with the function's callbacks (a warning then names solve's caller)."""
-    return FixedGrid.uniform(0.0, 1.0, 2).with_callbacks(callbacks)
-
-
 def test_a_reject_callback_on_a_fixed_grid_is_warned_about_in_full():
+    """The warning names the user's line, however deep in contdepth it is raised (here: cd.solve's caller)."""
+    class Decay:
+        def __call__(self, t, y):
+            return -y
+
+        def callback_reject_step(self, t0, y0, dt):
+            pass
+
+    f = Decay()
     with pytest.warns(UserWarning) as record:
         line = inspect.currentframe().f_lineno + 1
-        _where_steps_end(StepCallbacks(reject=lambda t0, y0, dt: None))
-    if not os.environ.get("CONTDEPTH_MUTATION"):  # mutmut's trampoline adds a frame to every call
-        assert (record[0].filename, record[0].lineno) == (__file__, line)  # stacklevel 3: the caller's caller
+        cd.solve(f, torch.ones(2, dtype=torch.float64), method="euler", steps=2, t0=0.0, t1=1.0)
+    with pytest.warns(UserWarning) as direct:
+        direct_line = inspect.currentframe().f_lineno + 1
+        FixedGrid.uniform(0.0, 1.0, 2).with_callbacks(StepCallbacks(reject=lambda t0, y0, dt: None))
+    assert [(w.filename, w.lineno) for w in [*record, *direct]] == [(__file__, line), (__file__, direct_line)]
     assert [str(w.message) for w in record] == [
         "a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
         "(callback_step and callback_accept_step are called for each)"]

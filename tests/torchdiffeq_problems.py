@@ -4,7 +4,7 @@ Source: rtqichen/torchdiffeq tests/problems.py at 657943acefa826ef04c025ebeb1ff5
 The four ODEs and their exact solutions are verbatim. Deviations from the source:
 - `construct_problem` returns `t_points` without requires_grad (gradients w.r.t. t are out of scope for
   contdepth); the reversed branch already detached it in the original.
-- The method lists name contdepth's methods instead of torchdiffeq's; DEVICES is cpu only.
+- The method lists are torchdiffeq's without 'scipy_solver'; DEVICES is cpu only.
 - The `__main__` plotting block is dropped.
 """
 import math
@@ -74,8 +74,13 @@ class ExpODE(torch.nn.Module):
 PROBLEMS = {'constant': ConstantODE, 'linear': LinearODE, 'sine': SineODE, 'exp': ExpODE}
 DTYPES = (torch.float32, torch.float64)
 DEVICES = ['cpu']
-FIXED_METHODS = ('euler', 'midpoint', 'rk4')
-ADAPTIVE_METHODS = ('bosh3', 'tsit5', 'dopri5')
+FIXED_EXPLICIT_METHODS = ('euler', 'midpoint', 'heun2', 'heun3', 'rk4', 'explicit_adams', 'implicit_adams')
+FIXED_IMPLICIT_METHODS = ('implicit_euler', 'implicit_midpoint', 'trapezoid', 'radauIIA3', 'gl4', 'radauIIA5', 'gl6',
+                          'sdirk2', 'trbdf2')
+FIXED_METHODS = FIXED_EXPLICIT_METHODS + FIXED_IMPLICIT_METHODS
+ADAMS_METHODS = ('explicit_adams', 'implicit_adams')
+ADAPTIVE_METHODS = ('adaptive_heun', 'fehlberg2', 'bosh3', 'tsit5', 'dopri5', 'dopri8')
+IMPLICIT_METHODS = FIXED_IMPLICIT_METHODS
 METHODS = FIXED_METHODS + ADAPTIVE_METHODS
 
 

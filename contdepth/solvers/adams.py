@@ -26,11 +26,11 @@ every output time.
 from __future__ import annotations
 
 import functools
-import warnings
 from fractions import Fraction
 
 import torch
 
+from ..errors import warn_user
 from ..terms import Term
 from ..tree import State, add, axpy, lerp, leaves, weighted
 from .rk import RungeKutta
@@ -150,9 +150,9 @@ class Adams:
                     converged = True
                     break
             if not converged:
-                warnings.warn(f"{self.name}: the corrector did not converge in max_iters={self.max_iters} "
+                warn_user(f"{self.name}: the corrector did not converge in max_iters={self.max_iters} "
                               f"iterations at t={t} (h={h}); the solution may be inaccurate (raise max_iters or "
-                              "take smaller steps)", RuntimeWarning, stacklevel=2)
+                              "take smaller steps)", RuntimeWarning)
                 history = history[:-1]
         y1 = add(y, dy)
         return y1, (y1,) + history, None, None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -19,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 from torch.fx.experimental.symbolic_shapes import guard_int
 
-from ..errors import SolverError
+from ..errors import SolverError, warn_user
 from ..terms import Term
 from ..timetol import close
 from ..tree import State, leaves, rebuild
@@ -79,8 +78,8 @@ class FixedGrid:
         """This grid, reporting its steps to ``callbacks`` (each step is accepted: a reject-step
         callback would never be called, so giving one is warned about, as torchdiffeq does)."""
         if callbacks is not None and callbacks.reject is not None:
-            warnings.warn("a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
-                          "(callback_step and callback_accept_step are called for each)", stacklevel=3)
+            warn_user("a callback_reject_step is never called on a fixed grid: every fixed step is accepted "
+                      "(callback_step and callback_accept_step are called for each)")
         return FixedGrid(self.times, self.h, callbacks)
 
     @classmethod
