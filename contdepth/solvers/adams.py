@@ -37,6 +37,7 @@ from .rk import RungeKutta
 from .tableau import RK38
 
 MAX_ORDER = 12
+EXPLICIT_MAX_ORDER = 5  # explicit_adams' default: AB4, stable for h lambda in (-0.30, 0) (AB11: (-0.0034, 0))
 MIN_ORDER = 4  # below it every step is the 3/8 rule
 _START = MIN_ORDER - 1  # history entries an Adams step needs
 
@@ -83,6 +84,11 @@ class Adams:
     """Adams-Bashforth (``implicit=False``) or Adams-Bashforth-Moulton (``implicit=True``) of up to
     ``max_order`` on a fixed grid; the corrector iterated at most ``max_iters`` times to ``rtol``/``atol``.
 
+    ``max_order`` defaults to 12 for the implicit methods (torchdiffeq's) and to 5 for the explicit
+    one (AB4; torchdiffeq's 12 takes AB11 steps, whose real interval of absolute stability is 90
+    times shorter, (-0.0034, 0) against (-0.30, 0): y' = -y over [0, 1] in 80 steps ends 0.46 off
+    e^-1 with it).
+
     ``order`` is the global order on a fixed grid: explicit min(4, max_order - 1) (the one AB3
     step after the start has a local error O(h^4)), implicit min(5, max_order) (the start and
     the one AB3/AM4 step: O(h^5)). torchdiffeq declares 4 for both. Under :func:`contdepth.solve`
@@ -94,10 +100,12 @@ class Adams:
     fsal = False
     uniform_steps = True  # the weights assume equal steps: the march restarts the history otherwise
 
-    def __init__(self, implicit: bool, *, name: str | None = None, max_order: int = MAX_ORDER,
+    def __init__(self, implicit: bool, *, name: str | None = None, max_order: int | None = None,
                  max_iters: int = 4, rtol: float = 1e-7, atol: float = 1e-9) -> None:
         self.implicit = bool(implicit)
         self.name = name or ("implicit_adams" if self.implicit else "explicit_adams")
+        if max_order is None:
+            max_order = MAX_ORDER if self.implicit else EXPLICIT_MAX_ORDER
         self.max_order = _check_int("max_order", max_order, MIN_ORDER, MAX_ORDER)
         self.max_iters = _check_int("max_iters", max_iters, 1)
         self.rtol, self.atol = _check_tol("rtol", rtol), _check_tol("atol", atol)
