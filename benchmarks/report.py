@@ -19,13 +19,14 @@ def _ms(seconds: float | None) -> str:
 
 def speed_table(bench: dict) -> str:
     """One row per case and baseline: times, ratio, nfe."""
-    lines = ["| case | baseline | ours ms | baseline ms | ratio | paired ratio | nfe ours / baseline |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| case | threads | baseline | ours ms | baseline ms | ratio | paired ratio | nfe ours / baseline |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in bench["cases"]:
         ratio = "-" if r["ratio"] is None else f"**{r['ratio']:.2f}**"
         paired = "-" if r.get("paired_ratio") is None else f"{r['paired_ratio']:.2f}"
-        lines.append(f"| {r['case']} | {r['baseline']} | {_ms(r['ours_s'])} | {_ms(r['baseline_s'])} | {ratio} "
-                     f"| {paired} | {r['nfe_ours']} / {r['nfe_baseline']} |")
+        threads = r.get("threads", bench["machine"].get("torch_num_threads", "-"))
+        lines.append(f"| {r['case']} | {threads} | {r['baseline']} | {_ms(r['ours_s'])} | {_ms(r['baseline_s'])} "
+                     f"| {ratio} | {paired} | {r['nfe_ours']} / {r['nfe_baseline']} |")
     return "\n".join(lines)
 
 

@@ -9,8 +9,8 @@ rounds in one process (the order rotates every round), one training step (solve,
 backward) per timing. Reported: medians, ``ratio`` = median(ours) / median(baseline), and
 ``paired_ratio`` = the median over rounds of ours / baseline within a round (robust to load that
 drifts between rounds). Absolute times on a shared machine are noisy; the interleaved ratios are
-what to read. Runs single-threaded unless ``--threads`` says otherwise (the thread count is
-recorded in the JSON).
+what to read. Every case runs at one torch thread and at torch's default (the machine's cores),
+the thread count of each row recorded in the JSON (``--threads 1`` for one of them only).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import contdepth as cd  # noqa: E402
 from baselines import BASELINES, Case, baselines_for, make_field, ours  # noqa: E402
 from contdepth.io import write_json_atomic  # noqa: E402
 
-THREADS = 1
+THREADS = (1, 0)  # 0: torch's default, the machine's cores
 
 
 def build_cases(quick: bool) -> list[Case]:
@@ -183,31 +183,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="write the results here (atomically)")
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per case (default 2 quick, 5 full)")
     parser.add_argument("--only", default=None, help="run only the cases whose name contains this string")
-    parser.add_argument("--threads", type=int, default=THREADS,
-                        help="torch threads (default 1; 0: torch's default, the machine's cores)")
+    parser.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
+                        help="torch thread counts to run every case at (default: 1 and 0, torch's default: the "
+                             "machine's cores)")
     args = parser.parse_args(argv)
     reps = args.reps if args.reps is not None else (2 if args.quick else 5)
     if reps < 1:
         parser.error(f"--reps must be >= 1, got {reps}")
-    if args.threads < 0:
+    if any(n < 0 for n in args.threads):
         parser.error(f"--threads must be >= 0, got {args.threads}")
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    threads = list(dict.fromkeys(n or os.cpu_count() or 1 for n in args.threads))
     rows = []
-    print(f"{'case':44s} {'baseline':18s} {'ours ms':>10s} {'base ms':>10s} {'ratio':>7s} {'paired':>7s} {'nfe':>11s}")
     cases = [c for c in build_cases(args.quick) if args.only is None or args.only in c.name]
     if not cases:
         parser.error(f"--only {args.only!r} matches no case")
-    for case in cases:
-        for row in time_case(case, reps):
-            rows.append(row)
-            print(format_row(row), flush=True)
+    for n in threads:
+        torch.set_num_threads(n)
+        print(f"\n{n} torch thread(s)\n{'case':44s} {'baseline':18s} {'ours ms':>10s} {'base ms':>10s} {'ratio':>7s} "
+              f"{'paired':>7s} {'nfe':>11s}")
+        for case in cases:
+            for row in time_case(case, reps):
+                rows.append(dict(row, threads=n))
+                print(format_row(row), flush=True)
+    torch.set_num_threads(threads[0])
     knot_rows = knot_counts(args.quick) if args.only is None else []
     if knot_rows:
         print(f"\n{'dopri5 nfe, knots declared / not':44s} {'nfe':>6s} {'acc':>5s} {'rej':>5s}")
     for k in knot_rows:
         label = f"{k['field']}(B={k['batch']})/rtol={k['rtol']:g}/{'declared' if k['declare_jumps'] else 'not declared'}"
         print(f"{label:44s} {k['nfe']:6d} {k['accepted_steps']:5d} {k['rejected_steps']:5d}", flush=True)
-    result = dict(machine=machine(), quick=args.quick, reps=reps, only=args.only, cases=rows, dopri5_knots=knot_rows)
+    result = dict(machine=dict(machine(), torch_num_threads=threads), quick=args.quick, reps=reps, only=args.only,
+                  cases=rows, dopri5_knots=knot_rows)
     if args.json is not None:
         write_json_atomic(args.json, result)
         print(f"wrote {args.json}")

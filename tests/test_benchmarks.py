@@ -39,13 +39,15 @@ def test_hand_loop_is_the_same_computation(kind, method):
 
 def test_benchmark_quick_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    done = _run([str(ROOT / "benchmarks" / "run.py"), "--quick", "--reps", "1", "--json", str(out)], tmp_path)
-    assert "ratio" in done.stdout
+    done = _run([str(ROOT / "benchmarks" / "run.py"), "--quick", "--reps", "1", "--threads", "1", "--json", str(out)],
+                tmp_path)
+    assert "ratio" in done.stdout and "1 torch thread(s)" in done.stdout
     result = json.loads(out.read_text())
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["platform"] and machine["torch"] == torch.__version__
-    assert machine["torch_num_threads"] == 1
+    assert machine["torch_num_threads"] == [1]
     rows = result["cases"]
+    assert {r["threads"] for r in rows} == {1}
     assert {r["baseline"] for r in rows} == {"hand", "torchdiffeq", "torchdiffeq+jumps"}
     assert {r["method"] for r in rows} == {"euler", "rk4", "dopri5"}
     assert {r["gradient"] for r in rows} == {"backprop", "adjoint"}
