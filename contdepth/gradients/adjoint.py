@@ -36,7 +36,6 @@ from ..errors import SolverError
 from ..solvers.controllers import Adaptive, FixedGrid
 from ..timetol import close, slack
 from ..solvers.engine import Problem, march
-from ..solvers.rk import RungeKutta
 from ..terms import Term
 from ..tree import State, add, all_finite, detach, hermite, leaves, rebuild, tree_map
 from .common import (PieceGrads, check_no_forward_ad, check_params_found, check_same_module, counting, module_tensors,
@@ -299,8 +298,8 @@ class _Adjoint(torch.autograd.Function):
         a1 = gathered(problem.t1, tree_map(torch.zeros_like, y1))
         n_y = len(leaves(y1))
         zero_params = tuple(torch.zeros_like(p) for p in problem.term.params())
-        quadrature = not ctx.interpolated and isinstance(stepper, RungeKutta) and not stepper.adaptive \
-            and not stepper.fsal and type(problem.term).adjoint_term is Term.adjoint_term
+        weights = getattr(stepper, "quadrature_weights", None)
+        quadrature = not ctx.interpolated and weights is not None and type(problem.term).adjoint_term is Term.adjoint_term
         if ctx.interpolated:
             start = len(saved) - (0 if ctx.y1_is_output else n) - n * (len(ctx.knot_times) - 1)
             ys = [rebuild(like, saved[start + k * n:start + (k + 1) * n]) for k in range(len(ctx.knot_times) - 1)]
@@ -324,7 +323,7 @@ class _Adjoint(torch.autograd.Function):
         controller = problem.controller(problem.t1, problem.t0, stepper=stepper, grid=grid,
                                         stops=tuple(at) + config.jumps, norm_leaves=norm_leaves)
         if quadrature:
-            drift = QuadratureAdjointTerm(problem.term, stepper.tableau.b, controller.step_sizes())
+            drift = QuadratureAdjointTerm(problem.term, weights, controller.step_sizes())
             term, aug0 = drift, (y1, a1)
         try:
             with counting(problem.term, problem.stats.backward):

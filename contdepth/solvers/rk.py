@@ -33,6 +33,9 @@ class RungeKutta:
         self.order = tableau.order
         self.adaptive = tableau.adaptive
         self.fsal = tableau.fsal
+        # b, when the adjoint may take dL/dtheta as the quadrature h sum_i b_i a_i . df/dtheta over
+        # this method's own stages (a fixed step that carries no FSAL state); None otherwise
+        self.quadrature_weights = None if tableau.adaptive or tableau.fsal else tableau.b
 
     def __repr__(self) -> str:
         return f"RungeKutta({self.name!r})"
