@@ -7,7 +7,7 @@ Cases: Robertson's kinetics (k = 0.04, 1e4, 3e7) to t = 40 and to t = 1e5; Van d
 mu = 1000 to t = 1500; the gradient d y3(10)/d k1 of Robertson by backprop, checkpoint and adjoint
 against a central difference (``--gradients`` picks some of the three; the adjoint marches (a, g)
 backward with y(t) interpolated from the forward steps, see its backward step counts); a small
-stiff neural ODE (dy/dt = W y, W = Q diag(-lambda) Q^T + a trainable perturbation, lambda spread over 1 .. 1e4: one backprop training step, kvaerno5 against
+stiff neural ODE (dy/dt = W y, W = Q diag(-lambda) Q^T + a trainable perturbation, lambda spread over 1 .. 1e4: one backprop training step, and 20 steps trained to a teacher, kvaerno5 against
 dopri5). Reported per solve: evaluations of f, Jacobians, linear solves, accepted/rejected steps,
 the largest relative error against scipy Radau at rtol 1e-11, and time against scipy's Radau and
 BDF at the same rtol/atol (interleaved rounds in one process, the order alternating; ``ratio`` =
@@ -169,6 +169,51 @@ def neural_case(reps: int, n: int = 8, batch: int = 16) -> dict:
     return row
 
 
+def neural_train_case(steps: int = 20, n: int = 8, batch: int = 16) -> dict:
+    """Training the stiff linear field of :func:`neural_case` to a teacher: the student's P starts at 0, the
+    teacher's P* is the seeded perturbation (entries ~1e-2); loss = mean square of y(1) - y*(1) over a batch, Adam
+    (lr 2e-3) for ``steps`` steps, once with kvaerno5 and once with dopri5 (rtol 1e-6, atol 1e-8), their steps
+    interleaved. Reported: the loss curves, the distance |P - P*| at the end, the time per training step."""
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DT))
+    base = q @ torch.diag(-torch.logspace(0, 4, n, dtype=DT)) @ q.T
+    y0 = torch.randn(batch, n, generator=gen, dtype=DT)
+    p_star = 1e-2 * torch.randn(n, n, generator=gen, dtype=DT)
+    with torch.no_grad():
+        target = cd.solve(lambda t, y: y @ (base + p_star).T, y0, t0=0.0, t1=1.0, method="kvaerno5", rtol=1e-10,
+                          atol=1e-12).y1
+
+    class Student(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(n, n, dtype=DT))
+
+        def forward(self, t, y):
+            return y @ (base + self.p).T
+
+    fields = {m: Student() for m in ("kvaerno5", "dopri5")}
+    optimizers = {m: torch.optim.Adam(f.parameters(), lr=2e-3) for m, f in fields.items()}
+    losses: dict[str, list[float]] = {m: [] for m in fields}
+    seconds: dict[str, list[float]] = {m: [] for m in fields}
+    torch.set_num_threads(1)
+    for _ in range(steps):
+        for method, field in fields.items():
+            start = time.perf_counter()
+            optimizers[method].zero_grad()
+            loss = (cd.solve(field, y0, t0=0.0, t1=1.0, method=method, rtol=1e-6, atol=1e-8).y1 - target).square().mean()
+            loss.backward()
+            optimizers[method].step()
+            seconds[method].append(time.perf_counter() - start)
+            losses[method].append(float(loss))
+    torch.set_num_threads(DEFAULT_THREADS)
+    row = {"case": f"stiff_linear_node_training_n{n}_batch{batch}_steps{steps}", "lr": 2e-3}
+    for method, field in fields.items():
+        row[method] = {"loss": losses[method], "p_error": float((field.p - p_star).norm() / p_star.norm()),
+                       "step_s": statistics.median(seconds[method])}
+    row["ratio_kvaerno5_over_dopri5"] = row["kvaerno5"]["step_s"] / row["dopri5"]["step_s"]
+    return row
+
+
 DEFAULT_THREADS = torch.get_num_threads()
 GRADIENTS = ("backprop", "checkpoint", "adjoint")
 CASES = {
@@ -182,6 +227,7 @@ CASES = {
                                           "kvaerno5", 1e-6, 1e-9, 1),
     "gradient": lambda reps, gradients: gradient_case(gradients),
     "neural": lambda reps: neural_case(reps),
+    "neural_train": lambda reps: neural_train_case(),
 }
 
 
