@@ -34,7 +34,9 @@ else
     contdepth/solvers/rk.py) tests=(tests/test_rk_contract.py tests/test_core_order.py tests/test_core_closed_form.py) ;;
     contdepth/solvers/adams.py) tests=(tests/test_adams_contract.py) ;;
     contdepth/solvers/newton.py) tests=(tests/test_newton_contract.py) ;;
-    contdepth/solvers/engine.py|contdepth/solvers/base.py) tests=(tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_core_gradients.py) ;;
+    contdepth/solvers/engine.py) tests=(tests/test_engine_contract.py tests/test_core_closed_form.py tests/test_core_order.py tests/test_core_dopri5.py tests/test_controller.py tests/test_projection.py tests/test_events.py tests/test_adams_unequal_steps.py tests/test_time_grads_interp.py tests/test_core_errors.py tests/test_core_gradients.py) ;;
+    contdepth/solvers/base.py) tests=(tests/test_engine_contract.py tests/test_core_closed_form.py tests/test_projection.py) ;;
+    contdepth/solvers/events.py) tests=(tests/test_events_contract.py tests/test_events.py) ;;
     contdepth/solvers/multistep.py) tests=(tests/test_multistep_contract.py tests/test_core_multistep.py) ;;
     contdepth/solvers/symplectic.py) tests=(tests/test_symplectic_contract.py tests/test_core_symplectic.py) ;;
     contdepth/solvers/__init__.py) tests=(tests/test_core_errors.py tests/test_user_errors.py) ;;
