@@ -41,7 +41,7 @@ else
     contdepth/solvers/symplectic.py) tests=(tests/test_symplectic_contract.py tests/test_core_symplectic.py) ;;
     contdepth/solvers/__init__.py) tests=(tests/test_core_errors.py tests/test_user_errors.py) ;;
     contdepth/gradients/fused.py) tests=(tests/test_fused_contract.py tests/test_fused.py tests/test_core_gradients.py tests/test_projection.py) ;;
-    contdepth/solvers/hermite.py) tests=(tests/test_cubic_outputs.py) ;;
+    contdepth/solvers/hermite.py) tests=(tests/test_hermite_contract.py tests/test_cubic_outputs.py) ;;
     contdepth/gradients/*) tests=(tests/test_core_gradients.py tests/test_gradients_contract.py tests/test_adjoint_outputs.py tests/test_silent_answers.py tests/test_fused.py tests/test_core_symplectic.py) ;;
     *) echo "no default tests for $module: name the test files after it" >&2; exit 2 ;;
   esac
