@@ -27,7 +27,10 @@ class Stepper(Protocol):
     the adjoint then takes y(t) from the forward solve instead of solving for it backward. A
     stepper whose state assumes equal steps (a multistep history) declares ``uniform_steps =
     True`` (absent: False): the march re-``init``s its state before a step of another length
-    than the step before (a shortened last step, a grid of unequal steps, an event).
+    than the step before (a shortened last step, a grid of unequal steps, an event). A fixed-step
+    explicit Runge-Kutta stepper without FSAL state declares ``quadrature_weights`` (its b;
+    absent: None): the adjoint then integrates (y, a) backward with it and takes dL/dtheta as the
+    quadrature over the stages it evaluates, instead of integrating (y, a, dL/dtheta) together.
     """
 
     name: str
