@@ -127,23 +127,32 @@ def gradient_case(gradients: tuple[str, ...] = ("backprop", "checkpoint", "adjoi
     return row
 
 
-def neural_case(reps: int, n: int = 8, batch: int = 16) -> dict:
-    """One backprop training step of dy/dt = W y, W = Q diag(-lambda) Q^T + P (P trainable, small),
-    lambda log-spaced over [1, 1e4], to t = 1: kvaerno5 against dopri5 (evaluations, steps, time)."""
+def _stiff_linear(n: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W, y0, P): W = Q diag(-lambda) Q^T with lambda log-spaced over [1, 1e4], a batch of y0, and the
+    seeded perturbation P (entries ~1e-2), all from one seeded generator."""
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DT))
     base = q @ torch.diag(-torch.logspace(0, 4, n, dtype=DT)) @ q.T
     y0 = torch.randn(batch, n, generator=gen, dtype=DT)
+    return base, y0, 1e-2 * torch.randn(n, n, generator=gen, dtype=DT)
 
-    class Linear(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.p = torch.nn.Parameter(1e-2 * torch.randn(n, n, generator=gen, dtype=DT))
 
-        def forward(self, t, y):
-            return y @ (base + self.p).T
+class _Perturbed(torch.nn.Module):
+    """dy/dt = (W + P) y, P trainable from ``p``."""
 
-    field = Linear()
+    def __init__(self, base: torch.Tensor, p: torch.Tensor) -> None:
+        super().__init__()
+        self.base, self.p = base, torch.nn.Parameter(p.clone())
+
+    def forward(self, t, y):
+        return y @ (self.base + self.p).T
+
+
+def neural_case(reps: int, n: int = 8, batch: int = 16) -> dict:
+    """One backprop training step of dy/dt = W y, W = Q diag(-lambda) Q^T + P (P trainable, small),
+    lambda log-spaced over [1, 1e4], to t = 1: kvaerno5 against dopri5 (evaluations, steps, time)."""
+    base, y0, p = _stiff_linear(n, batch)
+    field = _Perturbed(base, p)
     row = {"case": f"stiff_linear_node_n{n}_batch{batch}", "eigenvalues": "-logspace(0, 4)"}
     stats = {}
 
@@ -174,24 +183,11 @@ def neural_train_case(steps: int = 20, n: int = 8, batch: int = 16) -> dict:
     teacher's P* is the seeded perturbation (entries ~1e-2); loss = mean square of y(1) - y*(1) over a batch, Adam
     (lr 2e-3) for ``steps`` steps, once with kvaerno5 and once with dopri5 (rtol 1e-6, atol 1e-8), their steps
     interleaved. Reported: the loss curves, the distance |P - P*| at the end, the time per training step."""
-    gen = torch.Generator().manual_seed(0)
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DT))
-    base = q @ torch.diag(-torch.logspace(0, 4, n, dtype=DT)) @ q.T
-    y0 = torch.randn(batch, n, generator=gen, dtype=DT)
-    p_star = 1e-2 * torch.randn(n, n, generator=gen, dtype=DT)
+    base, y0, p_star = _stiff_linear(n, batch)
     with torch.no_grad():
-        target = cd.solve(lambda t, y: y @ (base + p_star).T, y0, t0=0.0, t1=1.0, method="kvaerno5", rtol=1e-10,
+        target = cd.solve(_Perturbed(base, p_star), y0, t0=0.0, t1=1.0, method="kvaerno5", rtol=1e-10,
                           atol=1e-12).y1
-
-    class Student(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.p = torch.nn.Parameter(torch.zeros(n, n, dtype=DT))
-
-        def forward(self, t, y):
-            return y @ (base + self.p).T
-
-    fields = {m: Student() for m in ("kvaerno5", "dopri5")}
+    fields = {m: _Perturbed(base, torch.zeros_like(p_star)) for m in ("kvaerno5", "dopri5")}
     optimizers = {m: torch.optim.Adam(f.parameters(), lr=2e-3) for m, f in fields.items()}
     losses: dict[str, list[float]] = {m: [] for m in fields}
     seconds: dict[str, list[float]] = {m: [] for m in fields}

@@ -159,8 +159,8 @@ class Adams:
                     break
             if not converged:
                 warn_user(f"{self.name}: the corrector did not converge in max_iters={self.max_iters} "
-                              f"iterations at t={t} (h={h}); the solution may be inaccurate (raise max_iters or "
-                              "take smaller steps)", RuntimeWarning)
+                          f"iterations at t={t} (h={h}); the solution may be inaccurate (raise max_iters or "
+                          "take smaller steps)", RuntimeWarning)
                 history = history[:-1]
         y1 = add(y, dy)
         return y1, (y1,) + history, None, None
